@@ -1,0 +1,307 @@
+//! The answers to cargo's requests.
+
+use anyhow::anyhow;
+use cargo_credential::{
+    Action, CacheControl, Credential, CredentialResponse, Error, Operation, RegistryInfo, Secret,
+};
+use url::Url;
+
+use crate::ci::{Detection, Environment, IdTokenSource};
+use crate::note;
+use crate::options::Options;
+use crate::registry::{self, Revocation};
+use crate::state::{MintedToken, TokenStore, fingerprint};
+
+/// What the provider answers to `read` inside CI. Not a credential: `cargo publish` insists on
+/// a read token before it builds the package, but never sends it to a registry that does not
+/// require authentication for reads (Wharf does not), and cargo does not cache it.
+pub const READ_PLACEHOLDER: &str = "cargo-credential-wharf-has-no-read-token";
+
+/// The credential provider.
+#[derive(Debug, Clone)]
+pub struct WharfCredential {
+    env: Environment,
+}
+
+impl WharfCredential {
+    pub fn new(env: Environment) -> Self {
+        Self { env }
+    }
+
+    pub fn from_process_env() -> Self {
+        Self::new(Environment::from_process())
+    }
+
+    fn store(&self) -> TokenStore {
+        TokenStore::for_environment(&self.env)
+    }
+
+    /// `get` / `publish`: a fresh single-use token from the Trusted Publishing exchange.
+    fn publish(
+        &self,
+        registry: &RegistryInfo<'_>,
+        options: &Options,
+        config_url: &Url,
+        crate_name: &str,
+        version: &str,
+    ) -> Result<CredentialResponse, Error> {
+        let source = match self.env.detect(options) {
+            Detection::Available(source) => source,
+            Detection::Unavailable(reason) => {
+                note(&format!("{reason}; no Trusted Publishing token for {}", display(registry)));
+                return Err(Error::NotFound);
+            }
+            Detection::NotInCi => {
+                note(&format!(
+                    "not running in GitHub Actions or GitLab CI, so there is no ID token to \
+                     exchange for {}; cargo will try its other credential providers",
+                    display(registry)
+                ));
+                return Err(Error::NotFound);
+            }
+        };
+
+        let http = registry::http_client()?;
+        let api = registry::api_base(&http, config_url)?;
+        let audience = match options.audience.as_deref().or(self.env.var("WHARF_AUDIENCE")) {
+            Some(audience) => audience.to_owned(),
+            None => registry::default_audience(&api)?,
+        };
+
+        // GitLab gives a job one ID token, and the registry accepts each ID token once: a second
+        // publish in the same job (`cargo publish --workspace`, or two `cargo publish` commands)
+        // reuses the token minted from it, which is still live because it is kept out of the
+        // sweep below.
+        let single_id_token = match &source {
+            IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
+            IdTokenSource::GitHubActions { .. } => None,
+        };
+        let mut remembered = self.sweep(&http, single_id_token.as_deref());
+        if let Some(id_token) = &single_id_token {
+            let earlier = remembered
+                .iter()
+                .find(|minted| &minted.id_token_sha256 == id_token && minted.api == api.as_str());
+            if let Some(earlier) = earlier {
+                note(&format!(
+                    "reusing the token this job's GitLab ID token was exchanged for, to publish \
+                     {crate_name}@{version} (the registry accepts each ID token only once)"
+                ));
+                return Ok(single_use(earlier.token.clone()));
+            }
+        }
+
+        let jwt = source.id_token(&http, &audience)?;
+        let token = registry::exchange(&http, &api, jwt.as_deref())?;
+        remembered.push(MintedToken {
+            api: api.to_string(),
+            token: token.clone(),
+            id_token_sha256: fingerprint(jwt.as_deref()),
+        });
+        let store = self.store();
+        if let Err(error) = store.save(&remembered) {
+            note(&format!(
+                "{error:#}; the new token cannot be revoked by this provider and stays valid \
+                 until it expires"
+            ));
+        }
+        note(&format!(
+            "exchanged the {} ID token (audience `{audience}`) for a Trusted Publishing token to \
+             publish {crate_name}@{version}; it is revoked by the provider's next run or by \
+             `cargo logout`",
+            source.platform()
+        ));
+        Ok(single_use(token))
+    }
+
+    /// `get` / `read`: a placeholder inside CI (see [`READ_PLACEHOLDER`]), `not-found` elsewhere.
+    fn read(
+        &self,
+        registry: &RegistryInfo<'_>,
+        options: &Options,
+    ) -> Result<CredentialResponse, Error> {
+        match self.env.detect(options) {
+            Detection::Available(source) => {
+                // A new cargo command has started: tokens minted for earlier uploads are done.
+                let http = registry::http_client()?;
+                let keep = match &source {
+                    IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
+                    IdTokenSource::GitHubActions { .. } => None,
+                };
+                self.sweep(&http, keep.as_deref());
+                Ok(single_use(Secret::from(READ_PLACEHOLDER.to_owned())))
+            }
+            Detection::Unavailable(reason) => {
+                note(&format!("{reason}; no Trusted Publishing token for {}", display(registry)));
+                Err(Error::NotFound)
+            }
+            Detection::NotInCi => {
+                note(&format!(
+                    "not running in GitHub Actions or GitLab CI: no Trusted Publishing token \
+                     for {}",
+                    display(registry)
+                ));
+                Err(Error::NotFound)
+            }
+        }
+    }
+
+    /// `logout`: revoke everything remembered.
+    fn logout(&self) -> Result<CredentialResponse, Error> {
+        let store = self.store();
+        let remembered = store.load()?;
+        if remembered.is_empty() {
+            return Err(Error::NotFound);
+        }
+        let http = registry::http_client()?;
+        let (revoked, still_live) = revoke_all(&http, remembered, None);
+        store.save(&still_live)?;
+        if !still_live.is_empty() {
+            return Err(anyhow!(
+                "{} Trusted Publishing token(s) could not be revoked (see above); run \
+                 `cargo logout` again, or let them expire",
+                still_live.len()
+            )
+            .into());
+        }
+        note(&format!("revoked {revoked} Trusted Publishing token(s) at the registry"));
+        Ok(CredentialResponse::Logout)
+    }
+
+    /// Revokes remembered tokens, except those exchanged for the ID token `keep`, and returns
+    /// what is left to remember. Problems are reported on stderr, never fatal: a token that
+    /// cannot be revoked now is kept and tried again next time.
+    fn sweep(&self, http: &reqwest::blocking::Client, keep: Option<&str>) -> Vec<MintedToken> {
+        let store = self.store();
+        let remembered = match store.load() {
+            Ok(remembered) => remembered,
+            Err(error) => {
+                note(&format!("{error:#}; starting a new one"));
+                Vec::new()
+            }
+        };
+        if remembered.is_empty() {
+            return remembered;
+        }
+        let (_, still_live) = revoke_all(http, remembered, keep);
+        if let Err(error) = store.save(&still_live) {
+            note(&format!("{error:#}"));
+        }
+        still_live
+    }
+}
+
+/// Revokes each token not exchanged for `keep`; returns how many were revoked and the tokens
+/// that remain live (kept, or not revocable right now).
+fn revoke_all(
+    http: &reqwest::blocking::Client,
+    tokens: Vec<MintedToken>,
+    keep: Option<&str>,
+) -> (usize, Vec<MintedToken>) {
+    let mut revoked = 0;
+    let mut still_live = Vec::new();
+    for minted in tokens {
+        if Some(minted.id_token_sha256.as_str()) == keep {
+            still_live.push(minted);
+            continue;
+        }
+        let outcome = Url::parse(&minted.api)
+            .map_err(anyhow::Error::from)
+            .and_then(|api| registry::revoke(http, &api, minted.token.as_deref()));
+        match outcome {
+            Ok(Revocation::Revoked) => {
+                revoked += 1;
+                note(&format!(
+                    "revoked an earlier Trusted Publishing token at {}",
+                    minted.api
+                ));
+            }
+            Ok(Revocation::Refused(detail)) => note(&format!(
+                "{} did not revoke an earlier token ({detail}); it is no longer valid there, \
+                 so it is forgotten",
+                minted.api
+            )),
+            Err(error) => {
+                note(&format!(
+                    "could not revoke an earlier token at {}: {error:#}; will try again",
+                    minted.api
+                ));
+                still_live.push(minted);
+            }
+        }
+    }
+    (revoked, still_live)
+}
+
+/// A token cargo must use for this one request: never cached, and not for other operations.
+fn single_use(token: Secret<String>) -> CredentialResponse {
+    CredentialResponse::Get {
+        token,
+        cache: CacheControl::Never,
+        operation_independent: false,
+    }
+}
+
+fn display(registry: &RegistryInfo<'_>) -> String {
+    match registry.name {
+        Some(name) => format!("registry `{name}`"),
+        None => format!("registry `{}`", registry.index_url),
+    }
+}
+
+fn operation_name(operation: &Operation<'_>) -> &'static str {
+    match operation {
+        Operation::Read => "read",
+        Operation::Publish { .. } => "publish",
+        Operation::Yank { .. } => "yank",
+        Operation::Unyank { .. } => "unyank",
+        Operation::Owners { .. } => "owners",
+        _ => "this operation",
+    }
+}
+
+impl Credential for WharfCredential {
+    fn perform(
+        &self,
+        registry: &RegistryInfo<'_>,
+        action: &Action<'_>,
+        args: &[&str],
+    ) -> Result<CredentialResponse, Error> {
+        let options = Options::parse(args)?;
+        match action {
+            Action::Get(operation) => {
+                let Some(config_url) = registry::config_json_url(registry.index_url)? else {
+                    note(&format!(
+                        "{} does not use a sparse index (`sparse+https://…`), so its API \
+                         cannot be found",
+                        display(registry)
+                    ));
+                    return Err(Error::UrlNotSupported);
+                };
+                match operation {
+                    Operation::Publish { name, vers, .. } => {
+                        self.publish(registry, &options, &config_url, name, vers)
+                    }
+                    Operation::Read => self.read(registry, &options),
+                    other => {
+                        note(&format!(
+                            "Trusted Publishing tokens can only publish new versions; no token \
+                             for `{}` on {}",
+                            operation_name(other),
+                            display(registry)
+                        ));
+                        Err(Error::NotFound)
+                    }
+                }
+            }
+            Action::Logout => self.logout(),
+            Action::Login(_) => {
+                note(
+                    "Trusted Publishing needs no login: in CI the token is obtained when cargo \
+                     publishes",
+                );
+                Err(Error::OperationNotSupported)
+            }
+            _ => Err(Error::OperationNotSupported),
+        }
+    }
+}

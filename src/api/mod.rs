@@ -1,0 +1,14 @@
+//! The JSON API (cargo's web API and Wharf's own), one module per resource.
+
+pub mod crates;
+pub mod health;
+pub mod index;
+
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::errors::{AppError, not_found};
+
+/// Unknown routes under `/api` answer in the API's error shape.
+pub async fn not_found_handler(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(not_found(format!("no such endpoint: {} {}", req.method(), req.path())))
+}

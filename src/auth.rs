@@ -1,0 +1,133 @@
+//! Who is calling the API: the token in `Authorization` (raw, or with a `Bearer ` prefix),
+//! resolved to a user's API token or a Trusted Publishing token, and the checks handlers make
+//! against it. Every check is made at the time of the request against current ownership.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use chrono::NaiveDateTime;
+
+use crate::db::DbConn;
+use crate::errors::{AppResult, forbidden};
+use crate::models::audit::Actor;
+use crate::models::{ApiToken, Crate, User};
+use crate::tokens::{self, EndpointScope};
+
+/// The raw token from the request, if any. Never logged.
+pub struct RawToken(String);
+
+impl RawToken {
+    pub fn from_request(req: &HttpRequest) -> AppResult<RawToken> {
+        let value = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| forbidden("this action requires authentication: send an API token in the Authorization header"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| forbidden("the Authorization header is not valid text"))?
+            .trim();
+        let token = match value.get(..7) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => value[7..].trim(),
+            _ => value,
+        };
+        if token.is_empty() {
+            return Err(forbidden("this action requires authentication: the Authorization header is empty"));
+        }
+        Ok(RawToken(token.to_owned()))
+    }
+
+    pub fn is_trustpub(&self) -> bool {
+        self.0.starts_with(tokens::TRUSTPUB_TOKEN_PREFIX)
+    }
+
+    pub fn hash(&self) -> String {
+        tokens::hash(&self.0)
+    }
+}
+
+/// A caller holding a user's API token.
+#[derive(Debug)]
+pub struct UserAuth {
+    pub user: User,
+    pub token: ApiToken,
+}
+
+/// A caller holding a token minted by the Trusted Publishing exchange.
+#[derive(Debug)]
+pub struct TrustpubAuth {
+    pub token_id: i64,
+    /// The crates whose publisher configs matched at exchange time.
+    pub crate_ids: Vec<i64>,
+    /// The CI identity (actor, repository, workflow, run…), recorded on every publish.
+    pub publisher: serde_json::Value,
+    pub actor: String,
+}
+
+#[derive(Debug)]
+pub enum Authenticated {
+    User(UserAuth),
+    Trustpub(TrustpubAuth),
+}
+
+const TRUSTPUB_ONLY_PUBLISH: &str = "this token was minted by Trusted Publishing and can only publish new versions of the crates whose publisher configs matched; it cannot be used for this action";
+
+impl Authenticated {
+    /// Resolves the token. Unknown, revoked and expired tokens are refused alike.
+    pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResult<Self> {
+        if raw.is_trustpub() {
+            return crate::models::trustpub_token::resolve(conn, raw, now).map(Authenticated::Trustpub);
+        }
+        let token = ApiToken::by_hash(conn, &raw.hash())?
+            .filter(|t| t.is_live(now))
+            .ok_or_else(|| forbidden("the API token is invalid, revoked or expired; create a new one"))?;
+        let user = User::by_id(conn, token.user_id)?;
+        ApiToken::touch(conn, token.id, now)?;
+        Ok(Authenticated::User(UserAuth { user, token }))
+    }
+
+    /// A user's token that carries `scope` and whose crate scopes (if any) allow `crate_name`.
+    /// Trusted Publishing tokens are refused: they only publish.
+    pub fn user_with_scope(&self, scope: EndpointScope, crate_name: Option<&str>) -> AppResult<&UserAuth> {
+        let auth = match self {
+            Authenticated::User(auth) => auth,
+            Authenticated::Trustpub(_) => return Err(forbidden(TRUSTPUB_ONLY_PUBLISH)),
+        };
+        auth.check_scope(scope, crate_name)?;
+        Ok(auth)
+    }
+
+    pub fn actor(&self) -> Actor {
+        match self {
+            Authenticated::User(auth) => Actor { name: auth.user.login.clone(), user_id: Some(auth.user.id) },
+            Authenticated::Trustpub(auth) => Actor { name: auth.actor.clone(), user_id: None },
+        }
+    }
+}
+
+impl UserAuth {
+    pub fn check_scope(&self, scope: EndpointScope, crate_name: Option<&str>) -> AppResult<()> {
+        if let Some(scopes) = self.token.endpoint_scopes() {
+            if !scopes.contains(&scope) {
+                return Err(forbidden(format!(
+                    "this token does not have the `{scope}` scope needed for this action; create a token that has it"
+                )));
+            }
+        }
+        if let (Some(patterns), Some(name)) = (self.token.crate_scopes(), crate_name) {
+            if !patterns.iter().any(|p| p.matches(name)) {
+                return Err(forbidden(format!(
+                    "this token's crate scopes do not include `{name}`; create a token whose crate scopes match it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses unless the user owns the crate now.
+    pub fn require_owner(&self, conn: &mut DbConn, krate: &Crate) -> AppResult<()> {
+        if Crate::is_owner(conn, krate.id, self.user.id)? {
+            Ok(())
+        } else {
+            Err(forbidden(format!("you are not an owner of crate `{}`", krate.name)))
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The `wharf` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::models::token::NewApiToken;
+use crate::models::user::{NewUser, valid_login};
+use crate::models::{ApiToken, User, now};
+use crate::startup::Application;
+use crate::tokens::{self, CrateScope, EndpointScope};
+
+#[derive(Parser, Debug)]
+#[command(name = "wharf", version, about = "A self-hostable Cargo registry with Trusted Publishing")]
+pub struct Cli {
+    /// A TOML file with settings (the WHARF_* keys in lower case, without the prefix).
+    /// Environment variables win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run migrations, then serve the web app, the API and the index (the default).
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Administration: users and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user (for bootstrapping, or where an operator manages owners).
+    Add(UserAdd),
+}
+
+#[derive(Args, Debug)]
+pub struct UserAdd {
+    /// The user's login (as on GitHub).
+    pub login: String,
+    /// The user's numeric GitHub id, so a later GitHub login maps to this user.
+    #[arg(long)]
+    pub github_id: Option<i64>,
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Make the user an administrator.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token and print it, alone, on the last line of stdout.
+    Create(TokenCreate),
+    /// Revoke an API token by id.
+    Revoke {
+        /// The token's id (printed by `create`).
+        id: i64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TokenCreate {
+    /// The login of the token's owner.
+    #[arg(long)]
+    pub user: String,
+    /// A name to recognise the token by.
+    #[arg(long, default_value = "cli")]
+    pub name: String,
+    /// Endpoint scopes (publish-new, publish-update, yank, change-owners, trusted-publishing);
+    /// repeat for several. None: all.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Crate-name patterns the token is limited to (`foo`, `foo-*`); repeat for several.
+    /// None: all crates.
+    #[arg(long = "crate", value_name = "PATTERN")]
+    pub crates: Vec<String>,
+    /// Lifetime such as 90d or 12h. None: no expiry.
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    crate::telemetry::init(&config.log);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = Database::connect(&config.database)?;
+            let applied = db.migrate()?;
+            println!("{applied} migration(s) applied");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::User(UserCommand::Add(args))) => {
+            let db = Database::connect(&config.database)?;
+            db.migrate()?;
+            let user = add_user(&db, &args)?;
+            println!("created user {} (id {})", user.login, user.id);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Token(TokenCommand::Create(args))) => {
+            let db = Database::connect(&config.database)?;
+            db.migrate()?;
+            let (id, token) = create_token(&db, &args)?;
+            println!("created token {id} for {}", args.user);
+            println!("{token}");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Token(TokenCommand::Revoke { id })) => {
+            let db = Database::connect(&config.database)?;
+            db.migrate()?;
+            if db.blocking(|conn| Ok(ApiToken::revoke(conn, id, now())?))? {
+                println!("revoked token {id}");
+                Ok(())
+            } else {
+                bail!("no live token with id {id}")
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting");
+    let application = Application::build(config)?;
+    tracing::info!(port = application.port(), "listening");
+    application.run_until_stopped().await.context("the server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub fn add_user(db: &Database, args: &UserAdd) -> anyhow::Result<User> {
+    if !valid_login(&args.login) {
+        bail!("`{}` is not a valid login (letters, digits and single hyphens, at most 39)", args.login);
+    }
+    db.blocking(|conn| {
+        if User::by_login(conn, &args.login)?.is_some() {
+            return Err(crate::errors::conflict(format!("user `{}` exists already", args.login)));
+        }
+        let now = now();
+        Ok(NewUser {
+            login: &args.login,
+            github_id: args.github_id,
+            name: None,
+            email: args.email.as_deref(),
+            avatar_url: None,
+            is_admin: args.admin,
+            created_at: now,
+            updated_at: now,
+        }
+        .insert(conn)?)
+    })
+}
+
+pub fn create_token(db: &Database, args: &TokenCreate) -> anyhow::Result<(i64, String)> {
+    let scopes = args
+        .scopes
+        .iter()
+        .map(|s| s.parse::<EndpointScope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let crates = args
+        .crates
+        .iter()
+        .map(|s| s.parse::<CrateScope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let expires_at = match &args.expires_in {
+        Some(d) => {
+            let duration = humantime::parse_duration(d)
+                .with_context(|| format!("`{d}` is not a duration such as 90d or 12h"))?;
+            Some(now() + chrono::Duration::from_std(duration).context("duration too long")?)
+        }
+        None => None,
+    };
+    if args.name.trim().is_empty() || args.name.len() > 100 {
+        bail!("the token name must have 1 to 100 characters");
+    }
+    let (token, hash) = tokens::generate(tokens::API_TOKEN_PREFIX);
+    let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
+    let crate_names: Vec<_> = crates.iter().map(|c| c.as_str()).collect();
+    let id = db.blocking(|conn| {
+        let user = User::by_login(conn, &args.user)?
+            .ok_or_else(|| crate::errors::not_found(format!("no user `{}`; create it with `wharf admin user add`", args.user)))?;
+        let row = NewApiToken {
+            user_id: user.id,
+            name: args.name.trim(),
+            token_hash: &hash,
+            endpoint_scopes: tokens::join_scopes(&scope_names),
+            crate_scopes: tokens::join_scopes(&crate_names),
+            created_at: now(),
+            expires_at,
+        }
+        .insert(conn)?;
+        Ok(row.id)
+    })?;
+    Ok((id, token))
+}

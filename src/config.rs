@@ -1,0 +1,467 @@
+//! Configuration: `WHARF_*` environment variables, optionally a `wharf.toml` (given with
+//! `--config`) holding the same keys in lower case without the prefix. The environment wins.
+//!
+//! Every default lets `wharf serve` start on a fresh machine with nothing set.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// The longest lifetime an exchanged Trusted Publishing token may be given.
+pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// The keys Wharf reads, in lower case; `WHARF_` + upper case in the environment.
+const KEYS: &[&str] = &[
+    "bind",
+    "public_url",
+    "data_dir",
+    "database_url",
+    "database_pool_size",
+    "storage_dir",
+    "session_key",
+    "github_client_id",
+    "github_client_secret",
+    "github_url",
+    "github_api_url",
+    "trustpub_audience",
+    "trustpub_github_issuer",
+    "trustpub_gitlab_issuers",
+    "trustpub_token_ttl",
+    "max_crate_size",
+    "max_unpacked_size",
+    "log",
+    "log_format",
+    "dev_mode",
+];
+
+#[derive(Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub storage_dir: PathBuf,
+    /// `None`: generated once and kept in the data dir (see [`crate::startup`]).
+    pub session_key: Option<Secret>,
+    pub github: GitHubConfig,
+    pub trustpub: TrustpubConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+}
+
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// May carry a password, so it is kept secret.
+    pub url: Secret,
+    pub pool_size: u32,
+}
+
+#[derive(Clone)]
+pub struct GitHubConfig {
+    /// `None` turns GitHub login off.
+    pub oauth: Option<GitHubOAuth>,
+    pub url: Url,
+    pub api_url: Url,
+}
+
+#[derive(Clone)]
+pub struct GitHubOAuth {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrustpubConfig {
+    pub audience: String,
+    pub github_issuer: String,
+    pub gitlab_issuers: Vec<String>,
+    pub token_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_crate_size: u64,
+    pub max_unpacked_size: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub filter: String,
+    pub json: bool,
+}
+
+/// A secret whose `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url.as_str())
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database.backend_name())
+            .field("storage_dir", &self.storage_dir)
+            .field("github_login", &self.github.oauth.is_some())
+            .field("trustpub", &self.trustpub)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseConfig {
+    pub fn is_postgres(&self) -> bool {
+        let url = self.url.expose();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        if self.is_postgres() { "postgres" } else { "sqlite" }
+    }
+}
+
+/// Raw `key → value` settings before they are checked.
+#[derive(Default, Debug, Clone)]
+pub struct RawSettings(BTreeMap<String, String>);
+
+impl RawSettings {
+    /// Reads the optional TOML file, then the process environment over it.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut raw = match config_file {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Self::default(),
+        };
+        raw.merge_env(std::env::vars());
+        Ok(raw)
+    }
+
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Self::from_toml_str(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn from_toml_str(text: &str) -> anyhow::Result<Self> {
+        let table: toml::Table = toml::from_str(text).context("invalid TOML")?;
+        let mut raw = Self::default();
+        for (key, value) in table {
+            if !KEYS.contains(&key.as_str()) {
+                bail!("unknown configuration key `{key}` (known keys: {})", KEYS.join(", "));
+            }
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => Ok(s),
+                        other => Err(anyhow!("`{key}`: expected strings, found {other}")),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?
+                    .join(","),
+                other => bail!("`{key}`: unsupported value {other}"),
+            };
+            raw.0.insert(key, value);
+        }
+        Ok(raw)
+    }
+
+    pub fn merge_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        for (name, value) in vars {
+            if let Some(key) = name.strip_prefix("WHARF_") {
+                let key = key.to_ascii_lowercase();
+                if KEYS.contains(&key.as_str()) {
+                    self.0.insert(key, value);
+                }
+            }
+        }
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.0.insert(key.to_owned(), value.into());
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the environment and the optional file.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::from_settings(&RawSettings::load(config_file)?)
+    }
+
+    pub fn from_settings(raw: &RawSettings) -> anyhow::Result<Self> {
+        let bind: SocketAddr = raw
+            .get("bind")
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .context("WHARF_BIND must be an address such as 127.0.0.1:8080")?;
+
+        let public_url = match raw.get("public_url") {
+            Some(url) => parse_url("WHARF_PUBLIC_URL", url)?,
+            None => parse_url("WHARF_PUBLIC_URL", &format!("http://{bind}"))?,
+        };
+        if !matches!(public_url.scheme(), "http" | "https") {
+            bail!("WHARF_PUBLIC_URL must be an http:// or https:// URL");
+        }
+
+        let data_dir = PathBuf::from(raw.get("data_dir").unwrap_or("./wharf-data"));
+        let database_url = match raw.get("database_url") {
+            Some(url) => url.to_owned(),
+            None => format!("sqlite://{}", data_dir.join("wharf.db").display()),
+        };
+        if !(database_url.starts_with("sqlite://")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!("WHARF_DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        let pool_size = match raw.get("database_pool_size") {
+            Some(n) => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .context("WHARF_DATABASE_POOL_SIZE must be a number from 1 to 1000")?,
+            None => 16,
+        };
+
+        let storage_dir = raw
+            .get("storage_dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("crates"));
+
+        let session_key = raw.get("session_key").map(Secret::new);
+
+        let oauth = match (raw.get("github_client_id"), raw.get("github_client_secret")) {
+            (Some(id), Some(secret)) => Some(GitHubOAuth {
+                client_id: id.to_owned(),
+                client_secret: Secret::new(secret),
+            }),
+            (None, None) => None,
+            _ => bail!(
+                "set both WHARF_GITHUB_CLIENT_ID and WHARF_GITHUB_CLIENT_SECRET to turn GitHub login on, or neither"
+            ),
+        };
+        let github = GitHubConfig {
+            oauth,
+            url: parse_url(
+                "WHARF_GITHUB_URL",
+                raw.get("github_url").unwrap_or("https://github.com"),
+            )?,
+            api_url: parse_url(
+                "WHARF_GITHUB_API_URL",
+                raw.get("github_api_url").unwrap_or("https://api.github.com"),
+            )?,
+        };
+
+        let audience = match raw.get("trustpub_audience") {
+            Some(aud) => aud.to_owned(),
+            None => host_with_port(&public_url)?,
+        };
+        let github_issuer = check_issuer(
+            "WHARF_TRUSTPUB_GITHUB_ISSUER",
+            raw.get("trustpub_github_issuer")
+                .unwrap_or("https://token.actions.githubusercontent.com"),
+        )?;
+        let gitlab_issuers = raw
+            .get("trustpub_gitlab_issuers")
+            .unwrap_or("https://gitlab.com")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|issuer| check_issuer("WHARF_TRUSTPUB_GITLAB_ISSUERS", issuer))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let token_ttl = match raw.get("trustpub_token_ttl") {
+            Some(ttl) => humantime::parse_duration(ttl).with_context(|| {
+                format!("WHARF_TRUSTPUB_TOKEN_TTL: `{ttl}` is not a duration such as 30m")
+            })?,
+            None => Duration::from_secs(30 * 60),
+        };
+        if token_ttl > MAX_TRUSTPUB_TOKEN_TTL || token_ttl < Duration::from_secs(60) {
+            bail!("WHARF_TRUSTPUB_TOKEN_TTL must be between 1m and 6h");
+        }
+
+        let limits = Limits {
+            max_crate_size: parse_size(
+                "WHARF_MAX_CRATE_SIZE",
+                raw.get("max_crate_size").unwrap_or("10MiB"),
+            )?,
+            max_unpacked_size: parse_size(
+                "WHARF_MAX_UNPACKED_SIZE",
+                raw.get("max_unpacked_size").unwrap_or("512MiB"),
+            )?,
+        };
+        if limits.max_crate_size == 0 || limits.max_crate_size > 1024 * 1024 * 1024 {
+            bail!("WHARF_MAX_CRATE_SIZE must be between 1 byte and 1GiB");
+        }
+
+        let log = LogConfig {
+            filter: raw.get("log").unwrap_or("info").to_owned(),
+            json: match raw.get("log_format") {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => bail!("WHARF_LOG_FORMAT must be `text` or `json`, not `{other}`"),
+            },
+        };
+
+        Ok(Config {
+            bind,
+            public_url,
+            data_dir,
+            database: DatabaseConfig { url: Secret::new(database_url), pool_size },
+            storage_dir,
+            session_key,
+            github,
+            trustpub: TrustpubConfig { audience, github_issuer, gitlab_issuers, token_ttl },
+            limits,
+            log,
+        })
+    }
+
+    /// The public URL without a trailing slash, for building links.
+    pub fn base_url(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+fn parse_url(name: &str, value: &str) -> anyhow::Result<Url> {
+    Url::parse(value).with_context(|| format!("{name}: `{value}` is not a URL"))
+}
+
+/// `host` or `host:port` when the port is not the scheme's default.
+fn host_with_port(url: &Url) -> anyhow::Result<String> {
+    let host = url.host_str().context("WHARF_PUBLIC_URL has no host")?;
+    Ok(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}
+
+fn parse_size(name: &str, value: &str) -> anyhow::Result<u64> {
+    let size: bytesize::ByteSize = value
+        .trim()
+        .parse()
+        .map_err(|e| anyhow!("{name}: `{value}` is not a size such as 10MiB ({e})"))?;
+    Ok(size.as_u64())
+}
+
+/// An issuer must be `https://`, or `http://` on a loopback host (for tests and local trials).
+pub fn check_issuer(name: &str, value: &str) -> anyhow::Result<String> {
+    let url = parse_url(name, value)?;
+    let issuer = value.trim_end_matches('/').to_owned();
+    match url.scheme() {
+        "https" => Ok(issuer),
+        "http" if is_loopback(&url) => Ok(issuer),
+        _ => bail!("{name}: `{value}` must be an https:// URL (http:// is allowed only on a loopback host)"),
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut raw = RawSettings::default();
+        for (k, v) in pairs {
+            raw.set(k, *v);
+        }
+        Config::from_settings(&raw)
+    }
+
+    #[test]
+    fn defaults_start_on_loopback_with_sqlite() -> anyhow::Result<()> {
+        let config = config(&[])?;
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(config.database.url.expose(), "sqlite://./wharf-data/wharf.db");
+        assert_eq!(config.storage_dir, PathBuf::from("./wharf-data/crates"));
+        assert_eq!(config.trustpub.audience, "127.0.0.1:8080");
+        assert_eq!(config.trustpub.token_ttl, Duration::from_secs(1800));
+        assert_eq!(config.limits.max_crate_size, 10 * 1024 * 1024);
+        assert!(config.github.oauth.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn audience_omits_the_default_port() -> anyhow::Result<()> {
+        let config = config(&[("public_url", "https://crates.example.com")])?;
+        assert_eq!(config.trustpub.audience, "crates.example.com");
+        Ok(())
+    }
+
+    #[test]
+    fn plain_http_issuers_are_refused_unless_loopback() {
+        assert!(config(&[("trustpub_gitlab_issuers", "http://gitlab.example.com")]).is_err());
+        assert!(config(&[("trustpub_gitlab_issuers", "http://127.0.0.1:9999")]).is_ok());
+        assert!(config(&[("trustpub_github_issuer", "http://localhost:1")]).is_ok());
+    }
+
+    #[test]
+    fn token_ttl_is_bounded() {
+        assert!(config(&[("trustpub_token_ttl", "7h")]).is_err());
+        assert!(config(&[("trustpub_token_ttl", "6h")]).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() -> anyhow::Result<()> {
+        let config = config(&[
+            ("github_client_id", "id"),
+            ("github_client_secret", "very-secret"),
+            ("database_url", "postgres://u:hunter2@db/wharf"),
+        ])?;
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("very-secret"));
+        assert!(!debug.contains("hunter2"));
+        Ok(())
+    }
+
+    #[test]
+    fn toml_keys_are_checked_and_environment_wins() -> anyhow::Result<()> {
+        assert!(RawSettings::from_toml_str("bnid = \"x\"").is_err());
+        let mut raw = RawSettings::from_toml_str("bind = \"127.0.0.1:9000\"\nmax_crate_size = \"1MiB\"")?;
+        raw.merge_env([("WHARF_BIND".to_owned(), "127.0.0.1:9001".to_owned())]);
+        let config = Config::from_settings(&raw)?;
+        assert_eq!(config.bind.port(), 9001);
+        assert_eq!(config.limits.max_crate_size, 1024 * 1024);
+        Ok(())
+    }
+}

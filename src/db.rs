@@ -1,0 +1,172 @@
+//! The database: SQLite (embedded default) or PostgreSQL, chosen at run time by the URL.
+//!
+//! Handlers never block an actix worker on the database: they go through [`Database::run`] /
+//! [`Database::transaction`], which run synchronous diesel on the blocking thread pool.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseConfig;
+use crate::errors::{AppError, AppResult};
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// One connection to either backend; diesel derives the common query support.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConn>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConn>>;
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`, available on both backends.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+#[derive(Clone)]
+pub struct Database {
+    pool: DbPool,
+}
+
+#[derive(Debug)]
+struct SqliteSetup;
+
+impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqliteSetup {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConn::Sqlite(conn) = conn {
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+impl Database {
+    /// Opens the pool (creating the SQLite file and its folder when needed).
+    pub fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let url = config.url.expose();
+        let connection_url = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = std::path::Path::new(path);
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the database folder {}", parent.display())
+                })?;
+            }
+            // WAL lets readers go on while one writer writes; it is a property of the file.
+            let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            conn.batch_execute("PRAGMA journal_mode = WAL;")?;
+            path.to_string_lossy().into_owned()
+        } else {
+            url.to_owned()
+        };
+        let manager = ConnectionManager::<DbConn>::new(connection_url);
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(SqliteSetup))
+            .build(manager)
+            .context("cannot connect to the database")?;
+        Ok(Self { pool })
+    }
+
+    /// Runs pending migrations; returns how many ran.
+    pub fn migrate(&self) -> anyhow::Result<usize> {
+        let mut conn = self.pool.get().context("cannot get a database connection")?;
+        let migrations = match &*conn {
+            DbConn::Pg(_) => POSTGRES_MIGRATIONS,
+            DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
+        };
+        let applied = match &mut *conn {
+            DbConn::Pg(c) => c.run_pending_migrations(migrations),
+            DbConn::Sqlite(c) => c.run_pending_migrations(migrations),
+        }
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(applied.len())
+    }
+
+    pub fn get(&self) -> AppResult<PooledConn> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> AppResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Runs `f` inside a write transaction on the blocking pool. On SQLite the transaction
+    /// takes the write lock up front (`BEGIN IMMEDIATE`), so concurrent writers wait for each
+    /// other instead of failing half-way.
+    pub async fn transaction<T, F>(&self, f: F) -> AppResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |conn| write_transaction(conn, f)).await
+    }
+
+    /// For the CLI: a connection outside any runtime.
+    pub fn blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> anyhow::Result<T> {
+        let mut conn = self.pool.get().context("cannot get a database connection")?;
+        f(&mut conn).map_err(|e| match e {
+            AppError::Internal(e) => e,
+            client => anyhow::anyhow!("{}", client.detail()),
+        })
+    }
+}
+
+/// A write transaction on either backend (see [`Database::transaction`]).
+pub fn write_transaction<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> AppResult<T>,
+) -> AppResult<T> {
+    match conn {
+        DbConn::Sqlite(_) => {
+            // `immediate_transaction` lives on the inner connection, but `f` wants the enum;
+            // issue the statements by hand, with the same semantics.
+            conn.batch_execute("BEGIN IMMEDIATE")?;
+            match f(conn) {
+                Ok(value) => {
+                    conn.batch_execute("COMMIT")?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    if let Err(rollback) = conn.batch_execute("ROLLBACK") {
+                        tracing::error!(error = %rollback, "rollback failed");
+                    }
+                    Err(error)
+                }
+            }
+        }
+        DbConn::Pg(_) => conn.transaction(|conn| f(conn)),
+    }
+}
+
+/// True when `error` is a unique-constraint violation.
+pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,193 @@
+//! Errors.
+//!
+//! The rule: `anyhow` outside requests (startup, CLI), `QueryResult`/`thiserror` in models and
+//! domain modules, and [`AppResult`] in handlers. An [`AppError`] is either a client error with
+//! a message meant for the user (rendered as cargo's `{"errors":[{"detail":…}]}`), or an
+//! internal error whose cause is logged once and never sent to the client.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+pub enum AppError {
+    /// Something the client can fix; `detail` is shown as is.
+    Client { status: StatusCode, detail: String },
+    /// A bug or an outage; logged with its cause chain, answered with a generic 500.
+    Internal(anyhow::Error),
+}
+
+pub fn bad_request(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::BAD_REQUEST, detail)
+}
+
+pub fn unauthorized(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::UNAUTHORIZED, detail)
+}
+
+pub fn forbidden(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::FORBIDDEN, detail)
+}
+
+pub fn not_found(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::NOT_FOUND, detail)
+}
+
+pub fn conflict(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::CONFLICT, detail)
+}
+
+pub fn payload_too_large(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::PAYLOAD_TOO_LARGE, detail)
+}
+
+pub fn unprocessable(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::UNPROCESSABLE_ENTITY, detail)
+}
+
+pub fn service_unavailable(detail: impl fmt::Display) -> AppError {
+    client(StatusCode::SERVICE_UNAVAILABLE, detail)
+}
+
+pub fn client(status: StatusCode, detail: impl fmt::Display) -> AppError {
+    AppError::Client { status, detail: detail.to_string() }
+}
+
+pub fn internal(error: impl Into<anyhow::Error>) -> AppError {
+    AppError::Internal(error.into())
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Client { status, .. } => *status,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text a user sees.
+    pub fn detail(&self) -> &str {
+        match self {
+            AppError::Client { detail, .. } => detail,
+            AppError::Internal(_) => "internal server error; the error has been logged",
+        }
+    }
+}
+
+impl fmt::Debug for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Client { status, detail } => write!(f, "{status}: {detail}"),
+            AppError::Internal(error) => write!(f, "internal error: {error:?}"),
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.detail())
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    errors: [ErrorDetail<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    detail: &'a str,
+}
+
+pub fn error_body(detail: &str) -> ErrorBody<'_> {
+    ErrorBody { errors: [ErrorDetail { detail }] }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AppError::Internal(error) = self {
+            tracing::error!(error = format!("{error:#}"), "request failed");
+        }
+        HttpResponse::build(self.status()).json(error_body(self.detail()))
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(error: diesel::result::Error) -> Self {
+        match error {
+            diesel::result::Error::NotFound => not_found("not found"),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for AppError {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        tracing::warn!(error = %error, "database pool exhausted");
+        service_unavailable("the service is overloaded (no database connection available); try again shortly")
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(error: actix_web::error::BlockingError) -> Self {
+        AppError::Internal(anyhow::anyhow!("blocking task failed: {error}"))
+    }
+}
+
+impl From<std::io::Error> for AppError {
+    fn from(error: std::io::Error) -> Self {
+        AppError::Internal(error.into())
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(error: anyhow::Error) -> Self {
+        AppError::Internal(error)
+    }
+}
+
+impl From<serde_json::Error> for AppError {
+    fn from(error: serde_json::Error) -> Self {
+        AppError::Internal(error.into())
+    }
+}
+
+/// Turns actix's extractor errors (bad JSON, oversized bodies, bad paths) into our error shape.
+pub fn json_config_error(error: actix_web::error::JsonPayloadError) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    let app_error = match &error {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            payload_too_large(format!("the request body is larger than the limit of {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => {
+            bad_request("the request body must be JSON (Content-Type: application/json)")
+        }
+        JsonPayloadError::Deserialize(e) => bad_request(format!("invalid JSON in the request body: {e}")),
+        other => bad_request(format!("cannot read the request body: {other}")),
+    };
+    app_error.into()
+}
+
+pub fn payload_config_error(error: actix_web::error::PayloadError) -> actix_web::Error {
+    use actix_web::error::PayloadError;
+    let app_error = match &error {
+        PayloadError::Overflow => payload_too_large("the request body is larger than the limit"),
+        other => bad_request(format!("cannot read the request body: {other}")),
+    };
+    app_error.into()
+}
+
+pub fn query_config_error(error: actix_web::error::QueryPayloadError) -> actix_web::Error {
+    bad_request(format!("invalid query string: {error}")).into()
+}
+
+pub fn path_config_error(error: actix_web::error::PathError) -> actix_web::Error {
+    bad_request(format!("invalid path: {error}")).into()
+}

@@ -1,0 +1,19 @@
+//! Wharf: a self-hostable Cargo registry with Trusted Publishing.
+//!
+//! A map of the crate is in `docs/ARCHITECTURE.md`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod errors;
+pub mod models;
+pub mod registry;
+pub mod router;
+pub mod schema;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,891 @@
+//! The checks a `.crate` file must pass before it is stored.
+//!
+//! A `.crate` is a gzipped tar archive whose entries all lie under `{name}-{version}/`. The
+//! archive is read as a stream, with a hard bound on the bytes decompressed, so a gzip bomb
+//! costs at most `max_unpacked` bytes of work and nothing is written anywhere.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+
+use flate2::read::GzDecoder;
+use semver::Version;
+use serde::Deserialize;
+use tar::EntryType;
+use thiserror::Error;
+
+use super::crate_name::CrateName;
+use super::{format_size, quote_input};
+
+/// Most entries (files and directories) an archive may have.
+pub const MAX_ENTRIES: u64 = 100_000;
+/// The largest `Cargo.toml` read.
+pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+/// The largest README returned; a bigger one is ignored.
+pub const MAX_README_SIZE: u64 = 512 * 1024;
+
+/// Why a `.crate` file was refused. `Display` is the message for cargo's user.
+#[derive(Debug, Error)]
+pub enum TarballError {
+    #[error(
+        "the crate file is not gzip-compressed; upload the `.crate` file that `cargo package` produces"
+    )]
+    NotGzip,
+    #[error("uncompressed crate size exceeds the limit of {}", format_size(*limit))]
+    TooLarge { limit: u64 },
+    #[error(
+        "the crate file is not a valid gzipped tar archive ({reason}); upload the `.crate` file that `cargo package` produces"
+    )]
+    Corrupt { reason: String },
+    #[error("the crate file has more than {limit} entries")]
+    TooManyEntries { limit: u64 },
+    #[error(
+        "the crate file contains `{path}`, which is a {kind}; only regular files and directories are allowed"
+    )]
+    UnsupportedEntry { path: String, kind: String },
+    #[error("the crate file contains the absolute path `{path}`; all paths must be relative")]
+    AbsolutePath { path: String },
+    #[error("the crate file contains the path `{path}`, which has a `..` component")]
+    ParentComponent { path: String },
+    #[error("the crate file contains the path `{path}`, which is not under `{prefix}/`")]
+    OutsidePrefix { path: String, prefix: String },
+    #[error(
+        "the crate file contains the path `{path}`, which is not valid UTF-8 or has a backslash or NUL in it"
+    )]
+    InvalidPath { path: String },
+    #[error("the crate file contains `{path}` more than once")]
+    DuplicateEntry { path: String },
+    #[error("the crate file has no `{prefix}/Cargo.toml`")]
+    MissingManifest { prefix: String },
+    #[error("the crate file contains `{path}` besides `Cargo.toml`; only one manifest is allowed")]
+    ConflictingManifest { path: String },
+    #[error(
+        "`{prefix}/Cargo.toml` is larger than {}",
+        format_size(MAX_MANIFEST_SIZE)
+    )]
+    ManifestTooLarge { prefix: String },
+    #[error("`{prefix}/Cargo.toml` is not a valid manifest: {reason}")]
+    InvalidManifest { prefix: String, reason: String },
+    #[error(
+        "the package name in Cargo.toml (`{manifest}`) differs from the crate name in the publish metadata (`{metadata}`)"
+    )]
+    NameMismatch { manifest: String, metadata: String },
+    #[error(
+        "the package version in Cargo.toml (`{manifest}`) differs from the version in the publish metadata (`{metadata}`)"
+    )]
+    VersionMismatch { manifest: String, metadata: String },
+}
+
+/// What was learnt from a `.crate` file that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarballInfo {
+    pub manifest_name: String,
+    pub manifest_version: Version,
+    /// The README named by `readme_path`, if it exists, is at most [`MAX_README_SIZE`] and is
+    /// UTF-8.
+    pub readme: Option<String>,
+    /// Number of regular files.
+    pub file_count: u64,
+    /// Bytes of the decompressed tar stream.
+    pub unpacked_size: u64,
+}
+
+/// Checks a `.crate` file against the published `name` (exactly as published, e.g. `Foo_bar`)
+/// and `version`, decompressing at most `max_unpacked` bytes. `readme_path` is cargo's
+/// `readme_file` metadata, relative to the package root.
+pub fn verify_tarball(
+    tarball: &[u8],
+    name: &CrateName,
+    version: &Version,
+    readme_path: Option<&str>,
+    max_unpacked: u64,
+) -> Result<TarballInfo, TarballError> {
+    verify_with_limits(
+        tarball,
+        name,
+        version,
+        readme_path,
+        max_unpacked,
+        MAX_ENTRIES,
+    )
+}
+
+fn verify_with_limits(
+    tarball: &[u8],
+    name: &CrateName,
+    version: &Version,
+    readme_path: Option<&str>,
+    max_unpacked: u64,
+    max_entries: u64,
+) -> Result<TarballInfo, TarballError> {
+    if !tarball.starts_with(&[0x1f, 0x8b]) {
+        return Err(TarballError::NotGzip);
+    }
+    let prefix = format!("{name}-{version}");
+    let readme = ReadmeTarget::new(readme_path);
+    let mut reader = LimitedReader {
+        inner: GzDecoder::new(tarball),
+        remaining: max_unpacked,
+        read: 0,
+        exceeded: false,
+    };
+
+    let scanned = scan(&mut reader, &prefix, &readme, max_entries);
+    if reader.exceeded {
+        return Err(TarballError::TooLarge {
+            limit: max_unpacked,
+        });
+    }
+    let scanned = scanned?;
+    // Read to the end of the gzip stream, so its checksum is verified and the size bound covers
+    // everything, including padding after the tar's end marker.
+    if let Err(err) = io::copy(&mut reader, &mut io::sink()) {
+        if reader.exceeded {
+            return Err(TarballError::TooLarge {
+                limit: max_unpacked,
+            });
+        }
+        return Err(corrupt(&err));
+    }
+
+    let manifest = scanned
+        .manifest
+        .ok_or_else(|| TarballError::MissingManifest {
+            prefix: quote_input(&prefix),
+        })?;
+    let (manifest_name, manifest_version) = check_manifest(&manifest, &prefix, name, version)?;
+    Ok(TarballInfo {
+        manifest_name,
+        manifest_version,
+        readme: scanned.readme_primary.or(scanned.readme_fallback),
+        file_count: scanned.file_count,
+        unpacked_size: reader.read,
+    })
+}
+
+/// A reader that returns an error, and remembers it, once more than `remaining` bytes are
+/// available.
+struct LimitedReader<R> {
+    inner: R,
+    remaining: u64,
+    read: u64,
+    exceeded: bool,
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(io::Error::other("unpacked size limit exceeded"));
+        }
+        let max = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.remaining -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Where the README may be: the normalised `readme_file`, or, when that points outside the
+/// package (cargo copies such a README to the root), its file name at the root.
+struct ReadmeTarget {
+    primary: Option<String>,
+    fallback: Option<String>,
+}
+
+impl ReadmeTarget {
+    fn new(path: Option<&str>) -> Self {
+        let Some(path) = path else {
+            return Self {
+                primary: None,
+                fallback: None,
+            };
+        };
+        let path = path.replace('\\', "/");
+        let mut parts: Vec<&str> = Vec::new();
+        let mut escaped = false;
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => escaped |= parts.pop().is_none(),
+                part => parts.push(part),
+            }
+        }
+        let file_name = path
+            .rsplit('/')
+            .find(|part| !part.is_empty() && *part != "." && *part != "..")
+            .map(str::to_owned);
+        if escaped || parts.is_empty() {
+            Self {
+                primary: None,
+                fallback: file_name,
+            }
+        } else {
+            Self {
+                primary: Some(parts.join("/")),
+                fallback: None,
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Scanned {
+    manifest: Option<Vec<u8>>,
+    readme_primary: Option<String>,
+    readme_fallback: Option<String>,
+    file_count: u64,
+}
+
+fn corrupt(err: &io::Error) -> TarballError {
+    TarballError::Corrupt {
+        reason: err.to_string(),
+    }
+}
+
+fn scan<R: Read>(
+    reader: &mut R,
+    prefix: &str,
+    readme: &ReadmeTarget,
+    max_entries: u64,
+) -> Result<Scanned, TarballError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut scanned = Scanned::default();
+    let mut seen_files = HashSet::new();
+    let mut entry_count = 0u64;
+
+    for entry in archive.entries().map_err(|e| corrupt(&e))? {
+        let mut entry = entry.map_err(|e| corrupt(&e))?;
+        entry_count += 1;
+        if entry_count > max_entries {
+            return Err(TarballError::TooManyEntries { limit: max_entries });
+        }
+
+        let raw_path = entry.path_bytes();
+        let Ok(path) = std::str::from_utf8(&raw_path) else {
+            return Err(TarballError::InvalidPath {
+                path: quote_input(&String::from_utf8_lossy(&raw_path)),
+            });
+        };
+        let path = path.to_owned();
+        let kind = entry.header().entry_type();
+        if !matches!(kind, EntryType::Regular | EntryType::Directory) {
+            return Err(TarballError::UnsupportedEntry {
+                path: quote_input(&path),
+                kind: kind_name(kind),
+            });
+        }
+        let relative = relative_path(&path, prefix)?;
+        if kind == EntryType::Directory {
+            continue;
+        }
+
+        scanned.file_count += 1;
+        if !seen_files.insert(relative.clone()) {
+            return Err(TarballError::DuplicateEntry {
+                path: quote_input(&path),
+            });
+        }
+
+        if relative == "Cargo.toml" {
+            if entry.size() > MAX_MANIFEST_SIZE {
+                return Err(TarballError::ManifestTooLarge {
+                    prefix: quote_input(prefix),
+                });
+            }
+            scanned.manifest =
+                Some(read_bounded(&mut entry, MAX_MANIFEST_SIZE)?.ok_or_else(|| {
+                    TarballError::ManifestTooLarge {
+                        prefix: quote_input(prefix),
+                    }
+                })?);
+        } else if relative.eq_ignore_ascii_case("Cargo.toml") {
+            // On a case-insensitive file system this would replace the manifest we checked.
+            return Err(TarballError::ConflictingManifest {
+                path: quote_input(&path),
+            });
+        }
+
+        let is_primary = readme.primary.as_deref() == Some(relative.as_str());
+        let is_fallback = readme.fallback.as_deref() == Some(relative.as_str());
+        if is_primary || is_fallback {
+            let text = if entry.size() > MAX_README_SIZE {
+                None
+            } else {
+                read_bounded(&mut entry, MAX_README_SIZE)?
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+            };
+            if is_primary {
+                scanned.readme_primary = text;
+            } else {
+                scanned.readme_fallback = text;
+            }
+        }
+    }
+    Ok(scanned)
+}
+
+/// Reads at most `limit` bytes; `None` if there is more.
+fn read_bounded(reader: &mut impl Read, limit: u64) -> Result<Option<Vec<u8>>, TarballError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| corrupt(&e))?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// The entry's path relative to the package root (`""` for the root itself), after checking
+/// that it is relative, has no `..`, and lies under `prefix/`.
+fn relative_path(path: &str, prefix: &str) -> Result<String, TarballError> {
+    if path.contains('\\') || path.contains('\0') {
+        return Err(TarballError::InvalidPath {
+            path: quote_input(path),
+        });
+    }
+    if path.starts_with('/') {
+        return Err(TarballError::AbsolutePath {
+            path: quote_input(path),
+        });
+    }
+    let components: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    if components.contains(&"..") {
+        return Err(TarballError::ParentComponent {
+            path: quote_input(path),
+        });
+    }
+    match components.split_first() {
+        Some((first, rest)) if *first == prefix => Ok(rest.join("/")),
+        _ => Err(TarballError::OutsidePrefix {
+            path: quote_input(path),
+            prefix: quote_input(prefix),
+        }),
+    }
+}
+
+fn kind_name(kind: EntryType) -> String {
+    match kind {
+        EntryType::Symlink => "symbolic link".to_owned(),
+        EntryType::Link => "hard link".to_owned(),
+        EntryType::Char => "character device".to_owned(),
+        EntryType::Block => "block device".to_owned(),
+        EntryType::Fifo => "FIFO".to_owned(),
+        EntryType::Continuous => "contiguous file".to_owned(),
+        EntryType::GNUSparse => "sparse file".to_owned(),
+        EntryType::XGlobalHeader => "global PAX header".to_owned(),
+        other => format!(
+            "entry of unsupported type {:?}",
+            char::from(other.as_byte())
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestDoc {
+    package: Option<ManifestPackage>,
+    project: Option<ManifestPackage>,
+}
+
+#[derive(Deserialize)]
+struct ManifestPackage {
+    name: Option<toml::Value>,
+    version: Option<toml::Value>,
+}
+
+fn check_manifest(
+    bytes: &[u8],
+    prefix: &str,
+    name: &CrateName,
+    version: &Version,
+) -> Result<(String, Version), TarballError> {
+    let invalid = |reason: String| TarballError::InvalidManifest {
+        prefix: quote_input(prefix),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8".to_owned()))?;
+    let doc: ManifestDoc = toml::from_str(text).map_err(|err| invalid(err.message().to_owned()))?;
+    let package = doc
+        .package
+        .or(doc.project)
+        .ok_or_else(|| invalid("it has no `[package]` section".to_owned()))?;
+
+    let manifest_name = match package.name {
+        Some(toml::Value::String(s)) => s,
+        Some(_) => return Err(invalid("`package.name` is not a string".to_owned())),
+        None => return Err(invalid("`package.name` is missing".to_owned())),
+    };
+    let manifest_version = match package.version {
+        Some(toml::Value::String(s)) => s,
+        Some(_) => return Err(invalid("`package.version` is not a string".to_owned())),
+        None => return Err(invalid("`package.version` is missing".to_owned())),
+    };
+
+    if manifest_name != name.as_str() {
+        return Err(TarballError::NameMismatch {
+            manifest: quote_input(&manifest_name),
+            metadata: name.to_string(),
+        });
+    }
+    let mismatch = || TarballError::VersionMismatch {
+        manifest: quote_input(&manifest_version),
+        metadata: version.to_string(),
+    };
+    let parsed = Version::parse(&manifest_version).map_err(|_| mismatch())?;
+    if parsed != *version {
+        return Err(mismatch());
+    }
+    Ok((manifest_name, parsed))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+mod tests {
+    use super::*;
+    use crate::registry::test_support::{
+        TestEntry, good_crate, good_entries, gzip, manifest, tar_bytes, tar_gz,
+    };
+
+    const LIMIT: u64 = 10 * 1024 * 1024;
+
+    fn name() -> CrateName {
+        CrateName::parse("Foo_bar").unwrap()
+    }
+
+    fn version() -> Version {
+        Version::parse("1.2.3").unwrap()
+    }
+
+    fn verify(tarball: &[u8]) -> Result<TarballInfo, TarballError> {
+        verify_tarball(tarball, &name(), &version(), Some("README.md"), LIMIT)
+    }
+
+    fn with_extra(entry: TestEntry) -> Vec<u8> {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries.push(entry);
+        tar_gz(&entries)
+    }
+
+    #[test]
+    fn a_good_crate_is_accepted_and_described() {
+        let info = verify(&good_crate("Foo_bar", "1.2.3")).unwrap();
+
+        assert_eq!(info.manifest_name, "Foo_bar");
+        assert_eq!(info.manifest_version, version());
+        assert_eq!(info.readme.as_deref(), Some("# Hello\n"));
+        assert_eq!(info.file_count, 4);
+        assert!(info.unpacked_size > 0);
+    }
+
+    #[test]
+    fn prerelease_and_build_metadata_versions_are_matched_exactly() {
+        let version = Version::parse("1.0.0-beta.1+build.5").unwrap();
+        let tarball = good_crate("Foo_bar", "1.0.0-beta.1+build.5");
+
+        let info = verify_tarball(&tarball, &name(), &version, None, LIMIT).unwrap();
+
+        assert_eq!(info.manifest_version, version);
+        assert_eq!(info.readme, None);
+    }
+
+    #[test]
+    fn long_paths_written_with_gnu_long_name_headers_are_fine() {
+        let long = format!("Foo_bar-1.2.3/src/{}/mod.rs", "deep".repeat(40));
+        let info = verify(&with_extra(TestEntry::file(long, "// deep\n"))).unwrap();
+        assert_eq!(info.file_count, 5);
+    }
+
+    #[test]
+    fn paths_outside_the_package_directory_are_refused() {
+        let err = verify(&with_extra(TestEntry::file("other-1.2.3/x.rs", "x"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file contains the path `other-1.2.3/x.rs`, which is not under `Foo_bar-1.2.3/`"
+        );
+    }
+
+    #[test]
+    fn the_prefix_must_use_the_name_exactly_as_published() {
+        for prefix in [
+            "foo_bar-1.2.3",
+            "Foo-bar-1.2.3",
+            "Foo_bar-1.2.4",
+            "Foo_bar-1.2.3x",
+        ] {
+            let err = verify(&with_extra(TestEntry::file(format!("{prefix}/a"), "x"))).unwrap_err();
+            assert!(
+                matches!(err, TarballError::OutsidePrefix { .. }),
+                "{prefix}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_at_the_archive_root_are_refused() {
+        let err = verify(&with_extra(TestEntry::file("Cargo.toml", "x"))).unwrap_err();
+        assert!(matches!(err, TarballError::OutsidePrefix { .. }));
+    }
+
+    #[test]
+    fn dot_dot_escapes_are_refused() {
+        for path in [
+            "Foo_bar-1.2.3/../evil",
+            "../Foo_bar-1.2.3/evil",
+            "Foo_bar-1.2.3/src/../../evil",
+            "Foo_bar-1.2.3/..",
+        ] {
+            let err = verify(&with_extra(TestEntry::file(path, "x"))).unwrap_err();
+            assert!(
+                matches!(err, TarballError::ParentComponent { .. }),
+                "{path}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_paths_are_refused() {
+        let err = verify(&with_extra(TestEntry::file("/etc/passwd", "x"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file contains the absolute path `/etc/passwd`; all paths must be relative"
+        );
+        let err = verify(&with_extra(TestEntry::file("/Foo_bar-1.2.3/x", "x"))).unwrap_err();
+        assert!(matches!(err, TarballError::AbsolutePath { .. }));
+    }
+
+    #[test]
+    fn backslashes_in_paths_are_refused() {
+        let err = verify(&with_extra(TestEntry::file("Foo_bar-1.2.3\\..\\evil", "x"))).unwrap_err();
+        assert!(matches!(err, TarballError::InvalidPath { .. }));
+    }
+
+    #[test]
+    fn symlink_entries_are_refused() {
+        let err = verify(&with_extra(TestEntry::Symlink(
+            "Foo_bar-1.2.3/link".into(),
+            "/etc/passwd".into(),
+        )))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file contains `Foo_bar-1.2.3/link`, which is a symbolic link; only regular files and directories are allowed"
+        );
+    }
+
+    #[test]
+    fn hardlink_entries_are_refused() {
+        let err = verify(&with_extra(TestEntry::Hardlink(
+            "Foo_bar-1.2.3/link".into(),
+            "Foo_bar-1.2.3/Cargo.toml".into(),
+        )))
+        .unwrap_err();
+        assert!(err.to_string().contains("which is a hard link"), "{err}");
+    }
+
+    #[test]
+    fn devices_and_fifos_are_refused() {
+        for (kind, word) in [
+            (EntryType::Char, "character device"),
+            (EntryType::Block, "block device"),
+            (EntryType::Fifo, "FIFO"),
+        ] {
+            let err = verify(&with_extra(TestEntry::Other(
+                "Foo_bar-1.2.3/dev".into(),
+                kind,
+                vec![],
+            )))
+            .unwrap_err();
+            assert!(err.to_string().contains(word), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_name_mismatch_in_cargo_toml_is_refused_with_both_names() {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries[1] = TestEntry::file("Foo_bar-1.2.3/Cargo.toml", manifest("foo-bar", "1.2.3"));
+
+        let err = verify(&tar_gz(&entries)).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            "the package name in Cargo.toml (`foo-bar`) differs from the crate name in the publish metadata (`Foo_bar`)"
+        );
+    }
+
+    #[test]
+    fn a_version_mismatch_in_cargo_toml_is_refused_with_both_versions() {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries[1] = TestEntry::file("Foo_bar-1.2.3/Cargo.toml", manifest("Foo_bar", "1.2.4"));
+
+        let err = verify(&tar_gz(&entries)).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            "the package version in Cargo.toml (`1.2.4`) differs from the version in the publish metadata (`1.2.3`)"
+        );
+    }
+
+    #[test]
+    fn a_missing_cargo_toml_is_refused() {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries.remove(1);
+
+        let err = verify(&tar_gz(&entries)).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            "the crate file has no `Foo_bar-1.2.3/Cargo.toml`"
+        );
+    }
+
+    #[test]
+    fn a_cargo_toml_in_a_subdirectory_does_not_count() {
+        let entries = vec![TestEntry::file(
+            "Foo_bar-1.2.3/sub/Cargo.toml",
+            manifest("Foo_bar", "1.2.3"),
+        )];
+        assert!(matches!(
+            verify(&tar_gz(&entries)).unwrap_err(),
+            TarballError::MissingManifest { .. }
+        ));
+    }
+
+    #[test]
+    fn a_second_manifest_differing_only_in_case_is_refused() {
+        let err = verify(&with_extra(TestEntry::file(
+            "Foo_bar-1.2.3/cargo.toml",
+            manifest("Foo_bar", "9.9.9"),
+        )))
+        .unwrap_err();
+        assert!(matches!(err, TarballError::ConflictingManifest { .. }));
+    }
+
+    #[test]
+    fn duplicate_files_are_refused() {
+        let err = verify(&with_extra(TestEntry::file(
+            "Foo_bar-1.2.3/./Cargo.toml",
+            manifest("Foo_bar", "1.2.3"),
+        )))
+        .unwrap_err();
+        assert!(matches!(err, TarballError::DuplicateEntry { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_cargo_toml_is_refused() {
+        for (content, expected) in [
+            ("[package\nname = ", "is not a valid manifest"),
+            ("[dependencies]\n", "no `[package]` section"),
+            (
+                "[package]\nversion = \"1.2.3\"\n",
+                "`package.name` is missing",
+            ),
+            (
+                "[package]\nname = \"Foo_bar\"\n",
+                "`package.version` is missing",
+            ),
+            (
+                "[package]\nname = \"Foo_bar\"\nversion = 1\n",
+                "`package.version` is not a string",
+            ),
+            (
+                "[package]\nname = \"Foo_bar\"\nname = \"Other\"\nversion = \"1.2.3\"\n",
+                "is not a valid manifest",
+            ),
+        ] {
+            let mut entries = good_entries("Foo_bar", "1.2.3");
+            entries[1] = TestEntry::file("Foo_bar-1.2.3/Cargo.toml", content);
+            let err = verify(&tar_gz(&entries)).unwrap_err();
+            assert!(
+                matches!(err, TarballError::InvalidManifest { .. }),
+                "{content}: {err}"
+            );
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries[1] = TestEntry::file("Foo_bar-1.2.3/Cargo.toml", b"\xff\xfe".as_slice());
+        assert!(matches!(
+            verify(&tar_gz(&entries)).unwrap_err(),
+            TarballError::InvalidManifest { .. }
+        ));
+    }
+
+    #[test]
+    fn an_oversized_cargo_toml_is_refused() {
+        let mut content = manifest("Foo_bar", "1.2.3");
+        content.push_str(&format!("# {}\n", "x".repeat(5 * 1024 * 1024)));
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries[1] = TestEntry::file("Foo_bar-1.2.3/Cargo.toml", content);
+
+        let err = verify(&tar_gz(&entries)).unwrap_err();
+
+        assert!(
+            matches!(err, TarballError::ManifestTooLarge { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn data_that_is_not_gzip_is_refused() {
+        let err = verify(&tar_bytes(&good_entries("Foo_bar", "1.2.3"))).unwrap_err();
+        assert!(matches!(err, TarballError::NotGzip));
+        assert!(matches!(verify(b"").unwrap_err(), TarballError::NotGzip));
+    }
+
+    #[test]
+    fn gzip_that_is_not_a_tar_archive_is_refused() {
+        let err = verify(&gzip(&[0x42; 2000])).unwrap_err();
+        assert!(matches!(err, TarballError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_empty_archive_is_refused_for_lack_of_a_manifest() {
+        let err = verify(&gzip(&[])).unwrap_err();
+        assert!(matches!(err, TarballError::MissingManifest { .. }), "{err}");
+    }
+
+    #[test]
+    fn garbage_after_the_gzip_magic_is_refused() {
+        let mut garbage = vec![0x1f, 0x8b];
+        garbage.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        assert!(verify(&garbage).is_err());
+    }
+
+    #[test]
+    fn a_truncated_crate_file_is_refused() {
+        let tarball = good_crate("Foo_bar", "1.2.3");
+        for cut in [3, 10, tarball.len() / 2, tarball.len() - 4] {
+            assert!(verify(&tarball[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_corrupted_gzip_checksum_is_refused() {
+        let mut tarball = good_crate("Foo_bar", "1.2.3");
+        let crc = tarball.len() - 8;
+        tarball[crc] ^= 0xff;
+        let err = verify(&tarball).unwrap_err();
+        assert!(matches!(err, TarballError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_gzip_bomb_beyond_the_limit_is_refused() {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries.push(TestEntry::file(
+            "Foo_bar-1.2.3/zeros.bin",
+            vec![0u8; 4 * 1024 * 1024],
+        ));
+        let tarball = tar_gz(&entries);
+        assert!(tarball.len() < 64 * 1024);
+
+        let err = verify_tarball(&tarball, &name(), &version(), None, 1024 * 1024).unwrap_err();
+
+        assert!(matches!(err, TarballError::TooLarge { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "uncompressed crate size exceeds the limit of 1.0 MiB"
+        );
+    }
+
+    #[test]
+    fn zeros_after_the_tar_end_count_toward_the_limit() {
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        tar.extend(vec![0u8; 2 * 1024 * 1024]);
+        let err = verify_tarball(&gzip(&tar), &name(), &version(), None, 1024 * 1024).unwrap_err();
+        assert!(matches!(err, TarballError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_archive_exactly_at_the_limit_is_accepted() {
+        let tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        let limit = tar.len() as u64;
+        let info = verify_tarball(&gzip(&tar), &name(), &version(), None, limit).unwrap();
+        assert_eq!(info.unpacked_size, limit);
+        assert!(verify_tarball(&gzip(&tar), &name(), &version(), None, limit - 1).is_err());
+    }
+
+    #[test]
+    fn absurd_entry_counts_are_refused() {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        for i in 0..20 {
+            entries.push(TestEntry::Dir(format!("Foo_bar-1.2.3/d{i}/")));
+        }
+        let tarball = tar_gz(&entries);
+
+        let err = verify_with_limits(&tarball, &name(), &version(), None, LIMIT, 20).unwrap_err();
+
+        assert!(
+            matches!(err, TarballError::TooManyEntries { limit: 20 }),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "the crate file has more than 20 entries");
+        assert!(verify_with_limits(&tarball, &name(), &version(), None, LIMIT, 26).is_ok());
+        assert_eq!(MAX_ENTRIES, 100_000);
+    }
+
+    #[test]
+    fn the_readme_path_is_normalised() {
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries.push(TestEntry::file("Foo_bar-1.2.3/docs/INTRO.md", "intro"));
+        let tarball = tar_gz(&entries);
+        let readme = |path: &str| {
+            verify_tarball(&tarball, &name(), &version(), Some(path), LIMIT)
+                .unwrap()
+                .readme
+        };
+
+        assert_eq!(readme("./README.md").as_deref(), Some("# Hello\n"));
+        assert_eq!(readme("docs/INTRO.md").as_deref(), Some("intro"));
+        assert_eq!(readme("./docs//INTRO.md").as_deref(), Some("intro"));
+        assert_eq!(readme("docs\\INTRO.md").as_deref(), Some("intro"));
+        assert_eq!(readme("src/../README.md").as_deref(), Some("# Hello\n"));
+        assert_eq!(readme("../README.md").as_deref(), Some("# Hello\n"));
+        assert_eq!(readme("MISSING.md"), None);
+        assert_eq!(readme(""), None);
+    }
+
+    #[test]
+    fn an_oversized_or_binary_readme_is_ignored() {
+        let big = with_extra(TestEntry::file(
+            "Foo_bar-1.2.3/BIG.md",
+            vec![b'a'; 512 * 1024 + 1],
+        ));
+        let info = verify_tarball(&big, &name(), &version(), Some("BIG.md"), LIMIT).unwrap();
+        assert_eq!(info.readme, None);
+
+        let exact = with_extra(TestEntry::file(
+            "Foo_bar-1.2.3/BIG.md",
+            vec![b'a'; 512 * 1024],
+        ));
+        let info = verify_tarball(&exact, &name(), &version(), Some("BIG.md"), LIMIT).unwrap();
+        assert_eq!(info.readme.map(|r| r.len()), Some(512 * 1024));
+
+        let binary = with_extra(TestEntry::file("Foo_bar-1.2.3/BIN.md", b"\xff\xfe\x00"));
+        let info = verify_tarball(&binary, &name(), &version(), Some("BIN.md"), LIMIT).unwrap();
+        assert_eq!(info.readme, None);
+    }
+
+    #[test]
+    fn hostile_inputs_never_panic() {
+        let good = good_crate("Foo_bar", "1.2.3");
+        let tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        for i in (0..tar.len()).step_by(37) {
+            let mut mutated = tar.clone();
+            mutated[i] ^= 0x5a;
+            let _ = verify(&gzip(&mutated));
+            let _ = verify(&gzip(&tar[..i]));
+        }
+        for i in (0..good.len()).step_by(3) {
+            let mut mutated = good.clone();
+            mutated[i] = mutated[i].wrapping_add(1);
+            let _ = verify(&mutated);
+        }
+    }
+}

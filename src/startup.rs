@@ -1,0 +1,67 @@
+//! Building and running the server. [`Application::build`] binds the listener first and
+//! exposes the port, so tests start the real server on port 0 exactly as production does.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App as ActixApp, HttpServer, web};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::errors::{json_config_error, path_config_error, query_config_error};
+use crate::router;
+
+/// Largest JSON body of any API call other than publish.
+const JSON_LIMIT: usize = 64 * 1024;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    app: web::Data<App>,
+}
+
+impl Application {
+    pub fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.bind)
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let app = web::Data::new(App::build(config)?);
+        let server = run(listener, app.clone())?;
+        Ok(Self { port, server, app })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn app(&self) -> web::Data<App> {
+        self.app.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+fn run(listener: TcpListener, app: web::Data<App>) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        ActixApp::new()
+            .wrap(TracingLogger::default())
+            .app_data(app.clone())
+            .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(|e, _| json_config_error(e)))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| query_config_error(e)))
+            .app_data(web::PathConfig::default().error_handler(|e, _| path_config_error(e)))
+            .configure(router::configure)
+    })
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

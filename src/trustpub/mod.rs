@@ -1,0 +1,113 @@
+//! Trusted Publishing: verifying CI identity tokens and matching them to publisher configs.
+//!
+//! A CI job (GitHub Actions or GitLab CI) sends the OIDC ID token its platform minted for it; the
+//! registry exchanges it for a short-lived publish token. This module holds the part of that
+//! exchange that is not HTTP and not the database:
+//!
+//! - [`Verifier::verify`] checks the token exactly as SPEC §4 says: shape and size, header
+//!   (`RS256` only, `kid` required, never a key from the token), a configured issuer, the issuer's
+//!   published keys (discovered through `/.well-known/openid-configuration`, cached per issuer in
+//!   [`jwks`]), the signature, then the claims (`aud`, `exp`, `iat`, `nbf`, `jti`, and for GitHub
+//!   the refused `event_name`s). It returns a typed [`VerifiedIdentity`].
+//! - [`github::match_publishers`] and [`gitlab::match_publishers`] compare a verified identity
+//!   with the crate's configs and say precisely which field differed when nothing matches.
+//!
+//! Single use of `jti` is the caller's job (it needs the database): remember
+//! [`VerifiedIdentity::jti`] until [`VerifiedIdentity::replay_window_ends_at`].
+//!
+//! No actix and no diesel here: the handlers convert requests and rows into these plain types.
+
+pub mod errors;
+pub mod github;
+pub mod gitlab;
+mod identity;
+pub mod jwks;
+mod verify;
+
+pub use errors::{MatchError, VerifyError};
+pub use github::{GitHubClaims, GitHubPublisher};
+pub use gitlab::{GitLabClaims, GitLabPublisher};
+pub use identity::{Provider, VerifiedIdentity};
+pub use verify::{LEEWAY_SECONDS, MAX_TOKEN_BYTES, TrustpubSettings, Verifier};
+
+/// A publisher config that accepted a verified identity: the exchanged token may publish new
+/// versions of `crate_name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub publisher_id: i64,
+    pub crate_id: i64,
+    pub crate_name: String,
+    /// GitLab only: the config had no namespace ID yet; store this one so that a re-created
+    /// group or user of the same name is not trusted later.
+    pub capture_namespace_id: Option<i64>,
+}
+
+/// Compares a configured environment with the token's. No configured environment (or an empty
+/// one) accepts any environment and none; otherwise the names must be equal ignoring case.
+pub(crate) fn environment_mismatch(
+    configured: Option<&str>,
+    claimed: Option<&str>,
+) -> Option<String> {
+    let expected = configured.filter(|e| !e.is_empty())?;
+    match claimed {
+        Some(claimed) if claimed.to_lowercase() == expected.to_lowercase() => None,
+        _ => Some(expected.to_owned()),
+    }
+}
+
+/// Formats distinct expected values as "`a`", "`a` or `b`" … (duplicates ignoring case removed).
+pub(crate) fn one_of(values: &[String]) -> String {
+    let mut distinct: Vec<&String> = Vec::new();
+    for value in values {
+        if !distinct.iter().any(|d| d.to_lowercase() == value.to_lowercase()) {
+            distinct.push(value);
+        }
+    }
+    distinct
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Distinct numbers as "456" or "456, 789".
+pub(crate) fn list_ids(ids: &[i64]) -> String {
+    let mut distinct: Vec<i64> = Vec::new();
+    for id in ids {
+        if !distinct.contains(id) {
+            distinct.push(*id);
+        }
+    }
+    distinct
+        .iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The environment part of a mismatch message.
+pub(crate) fn environment_message(claimed: Option<&str>, expected: &[String]) -> String {
+    let distinct = one_of(expected);
+    let config = if distinct.contains(" or ") {
+        "the configs expect"
+    } else {
+        "the config expects"
+    };
+    match claimed {
+        Some(env) => format!(
+            "the token has environment `{}`, but {config} {distinct}",
+            errors::shorten(env)
+        ),
+        None => format!("the token has no environment, but {config} {distinct}"),
+    }
+}
+
+/// Joins the parts of a mismatch message into one sentence list ending with a full stop.
+pub(crate) fn join_parts(prefix: String, parts: Vec<String>) -> String {
+    let mut message = prefix;
+    message.push_str(&parts.join("; "));
+    if !message.ends_with('.') {
+        message.push('.');
+    }
+    message
+}

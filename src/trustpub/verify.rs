@@ -1,0 +1,377 @@
+//! Verification of an ID token, in the order of SPEC §4.
+//!
+//! Everything that can be refused without the network is refused first: size and shape, the
+//! header (`RS256` only, `kid` required, no key material in the token) and the issuer, which is
+//! read from the unverified payload only to choose among the configured issuers. Only then are
+//! the issuer's keys looked up ([`KeyCache`]), the signature checked, and the claims validated
+//! against `now`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::errors::{VerifyError, shorten};
+use super::github::{self, GitHubClaims};
+use super::gitlab::GitLabClaims;
+use super::identity::{Provider, VerifiedIdentity};
+use super::jwks::KeyCache;
+
+/// Tokens larger than this are refused unread.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECONDS: i64 = 60;
+/// Longest `kid` and `jti` accepted.
+const MAX_ID_LEN: usize = 256;
+
+/// Which tokens are trusted. Issuers are compared exactly with the token's `iss` (a trailing `/`
+/// in the settings is ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustpubSettings {
+    /// The `aud` that tokens must carry, alone.
+    pub audience: String,
+    pub github_issuer: String,
+    pub gitlab_issuers: Vec<String>,
+}
+
+/// Verifies ID tokens. Build one per process and share it (`Arc`): it holds the key cache.
+#[derive(Debug)]
+pub struct Verifier {
+    settings: TrustpubSettings,
+    keys: KeyCache,
+}
+
+impl Verifier {
+    pub fn new(http: reqwest::Client, settings: TrustpubSettings) -> Verifier {
+        let settings = TrustpubSettings {
+            audience: settings.audience,
+            github_issuer: settings.github_issuer.trim_end_matches('/').to_owned(),
+            gitlab_issuers: settings
+                .gitlab_issuers
+                .iter()
+                .map(|issuer| issuer.trim_end_matches('/').to_owned())
+                .collect(),
+        };
+        let issuers = std::iter::once(settings.github_issuer.clone())
+            .chain(settings.gitlab_issuers.iter().cloned())
+            .collect::<Vec<_>>();
+        Verifier {
+            keys: KeyCache::new(http, issuers),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &TrustpubSettings {
+        &self.settings
+    }
+
+    /// Verifies `jwt` now. See [`Verifier::verify_at`].
+    pub async fn verify(&self, jwt: &str) -> Result<VerifiedIdentity, VerifyError> {
+        self.verify_at(jwt, Utc::now()).await
+    }
+
+    /// Verifies `jwt` as of `now` (which also drives the key cache's clock).
+    ///
+    /// Errors are [`VerifyError::InvalidToken`] (400) or, when the issuer's keys cannot be
+    /// fetched, [`VerifyError::Unavailable`] (503). `jti` single use is left to the caller.
+    pub async fn verify_at(
+        &self,
+        jwt: &str,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedIdentity, VerifyError> {
+        let segments = split(jwt)?;
+        let header = decode_segment(segments.header, "header")?;
+        let kid = check_header(&header)?;
+        let claims = decode_segment(segments.payload, "payload")?;
+
+        // Unverified: used only to choose among the configured issuers.
+        let issuer = match claims.get("iss") {
+            Some(Value::String(iss)) => iss.as_str(),
+            _ => return Err(VerifyError::invalid("The ID token has no `iss` (issuer) claim.")),
+        };
+        let provider = self.provider_for(issuer)?;
+        if segments.signature.is_empty() {
+            return Err(VerifyError::invalid("The ID token has no signature."));
+        }
+
+        let key = self.keys.key(issuer, kid, now).await?;
+        let message = &jwt[..segments.header.len() + 1 + segments.payload.len()];
+        let valid =
+            jsonwebtoken::crypto::verify(segments.signature, message.as_bytes(), &key, Algorithm::RS256)
+                .map_err(|_| bad_signature(kid))?;
+        if !valid {
+            return Err(bad_signature(kid));
+        }
+
+        self.check_claims(&claims, issuer, now)?;
+        match provider {
+            Provider::GitHub => {
+                let claims: GitHubClaims = serde_json::from_value(Value::Object(claims))
+                    .map_err(|e| claims_error(Provider::GitHub, &e))?;
+                github::check_event(&claims)?;
+                Ok(VerifiedIdentity::GitHub(claims))
+            }
+            Provider::GitLab => {
+                let claims: GitLabClaims = serde_json::from_value(Value::Object(claims))
+                    .map_err(|e| claims_error(Provider::GitLab, &e))?;
+                Ok(VerifiedIdentity::GitLab(claims))
+            }
+        }
+    }
+
+    fn provider_for(&self, issuer: &str) -> Result<Provider, VerifyError> {
+        if issuer == self.settings.github_issuer {
+            return Ok(Provider::GitHub);
+        }
+        if self.settings.gitlab_issuers.iter().any(|i| i == issuer) {
+            return Ok(Provider::GitLab);
+        }
+        let trusted = std::iter::once(&self.settings.github_issuer)
+            .chain(&self.settings.gitlab_issuers)
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(VerifyError::invalid(format!(
+            "The ID token's issuer `{}` is not trusted by this registry; trusted issuers are \
+             {trusted}.",
+            shorten(issuer)
+        )))
+    }
+
+    /// The standard claims, on the verified payload.
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        issuer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return Err(VerifyError::invalid("The ID token's issuer changed while verifying."));
+        }
+
+        let audience = &self.settings.audience;
+        match claims.get("aud") {
+            Some(Value::String(aud)) if aud == audience => {}
+            Some(Value::String(aud)) => {
+                return Err(VerifyError::invalid(format!(
+                    "The ID token's audience (`aud`) is `{}`, but this registry expects \
+                     `{audience}`. Request the token with the audience `{audience}`.",
+                    shorten(aud)
+                )));
+            }
+            Some(Value::Array(_)) => {
+                return Err(VerifyError::invalid(format!(
+                    "The ID token has a list of audiences; this registry requires the single \
+                     audience `{audience}`. Request the token with only that audience."
+                )));
+            }
+            _ => {
+                return Err(VerifyError::invalid(format!(
+                    "The ID token has no audience (`aud`) claim; this registry requires \
+                     `{audience}`."
+                )));
+            }
+        }
+
+        let now_ts = now.timestamp();
+        let exp = required_date(claims, "exp", "expiry")?;
+        let iat = required_date(claims, "iat", "issued-at")?;
+        let nbf = match claims.get("nbf") {
+            None => None,
+            Some(value) => Some(numeric_date(value).ok_or_else(|| {
+                VerifyError::invalid("The ID token's `nbf` claim is not a NumericDate.")
+            })?),
+        };
+        if exp.saturating_add(LEEWAY_SECONDS) < now_ts {
+            return Err(VerifyError::invalid(format!(
+                "The ID token expired at {}. ID tokens are short-lived: request a fresh one \
+                 right before the exchange.",
+                show_time(exp)
+            )));
+        }
+        if let Some(nbf) = nbf
+            && nbf > now_ts.saturating_add(LEEWAY_SECONDS)
+        {
+            return Err(VerifyError::invalid(format!(
+                "The ID token is not valid before {}; check the clocks of the registry and the \
+                 identity provider.",
+                show_time(nbf)
+            )));
+        }
+        if iat > now_ts.saturating_add(LEEWAY_SECONDS) {
+            return Err(VerifyError::invalid(format!(
+                "The ID token was issued in the future ({}); check the clocks of the registry \
+                 and the identity provider.",
+                show_time(iat)
+            )));
+        }
+
+        match claims.get("jti") {
+            Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= MAX_ID_LEN => Ok(()),
+            Some(Value::String(jti)) if !jti.is_empty() => {
+                Err(VerifyError::invalid("The ID token's `jti` (token ID) is too long."))
+            }
+            _ => Err(VerifyError::invalid(
+                "The ID token has no `jti` (token ID) claim, which is needed to refuse replayed \
+                 tokens.",
+            )),
+        }
+    }
+}
+
+struct Segments<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+fn split(jwt: &str) -> Result<Segments<'_>, VerifyError> {
+    if jwt.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyError::invalid(format!(
+            "The ID token is larger than {} KiB; it cannot be an ID token from a CI platform.",
+            MAX_TOKEN_BYTES / 1024
+        )));
+    }
+    let not_a_jwt = || {
+        VerifyError::invalid(
+            "The ID token is not a JWT: expected three base64url segments separated by dots.",
+        )
+    };
+    let mut parts = jwt.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(not_a_jwt());
+    };
+    let is_base64url =
+        |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if header.is_empty()
+        || payload.is_empty()
+        || !is_base64url(header)
+        || !is_base64url(payload)
+        || !is_base64url(signature)
+    {
+        return Err(not_a_jwt());
+    }
+    Ok(Segments {
+        header,
+        payload,
+        signature,
+    })
+}
+
+fn decode_segment(segment: &str, what: &str) -> Result<Map<String, Value>, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
+        VerifyError::invalid(format!("The ID token's {what} is not valid base64url."))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        VerifyError::invalid(format!("The ID token's {what} is not a JSON object."))
+    })
+}
+
+/// Checks the JOSE header and returns the `kid`.
+fn check_header(header: &Map<String, Value>) -> Result<&str, VerifyError> {
+    for embedded in ["jwk", "jku", "x5u", "x5c"] {
+        if header.contains_key(embedded) {
+            return Err(VerifyError::invalid(format!(
+                "The ID token's header carries `{embedded}`: keys and key locations given by a \
+                 token are never trusted; the signing key must come from the issuer's published \
+                 key set."
+            )));
+        }
+    }
+    if header.contains_key("crit") {
+        return Err(VerifyError::invalid(
+            "The ID token's header lists critical extensions (`crit`), which this registry does \
+             not support.",
+        ));
+    }
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == "RS256" => {}
+        Some(Value::String(alg)) if alg.eq_ignore_ascii_case("none") => {
+            return Err(VerifyError::invalid(
+                "The ID token is unsigned (`alg` is `none`); only RS256-signed tokens are \
+                 accepted.",
+            ));
+        }
+        Some(Value::String(alg)) if alg.to_ascii_uppercase().starts_with("HS") => {
+            return Err(VerifyError::invalid(format!(
+                "The ID token is signed with the HMAC algorithm `{}`; shared-secret signatures \
+                 are refused, only RS256 is accepted.",
+                shorten(alg)
+            )));
+        }
+        Some(Value::String(alg)) => {
+            return Err(VerifyError::invalid(format!(
+                "The ID token's signing algorithm `{}` is not supported; only RS256 is accepted.",
+                shorten(alg)
+            )));
+        }
+        _ => {
+            return Err(VerifyError::invalid(
+                "The ID token's header has no `alg`; only RS256-signed tokens are accepted.",
+            ));
+        }
+    }
+    match header.get("kid") {
+        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_ID_LEN => Ok(kid),
+        _ => Err(VerifyError::invalid(
+            "The ID token's header has no valid `kid` (key ID), which is needed to find the \
+             issuer's signing key.",
+        )),
+    }
+}
+
+fn bad_signature(kid: &str) -> VerifyError {
+    VerifyError::invalid(format!(
+        "The ID token's signature does not verify with the issuer's key `{}`.",
+        shorten(kid)
+    ))
+}
+
+fn claims_error(provider: Provider, error: &serde_json::Error) -> VerifyError {
+    // serde's message names the claim ("missing field `repository`"); it never contains the JWT.
+    VerifyError::invalid(format!(
+        "The {provider} ID token lacks a required claim or has one of an unexpected type: \
+         {error}."
+    ))
+}
+
+fn required_date(
+    claims: &Map<String, Value>,
+    name: &str,
+    meaning: &str,
+) -> Result<i64, VerifyError> {
+    let value = claims.get(name).ok_or_else(|| {
+        VerifyError::invalid(format!("The ID token has no `{name}` ({meaning}) claim."))
+    })?;
+    numeric_date(value).ok_or_else(|| {
+        VerifyError::invalid(format!("The ID token's `{name}` claim is not a NumericDate."))
+    })
+}
+
+/// A JWT NumericDate (seconds since the epoch, possibly fractional) as whole seconds, if it is a
+/// number within the range of dates.
+pub(crate) fn numeric_date(value: &Value) -> Option<i64> {
+    let seconds = match value {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i,
+            None => {
+                let f = n.as_f64()?;
+                if !f.is_finite() || f.abs() > 1e15 {
+                    return None;
+                }
+                f.floor() as i64
+            }
+        },
+        _ => return None,
+    };
+    DateTime::from_timestamp(seconds, 0).map(|_| seconds)
+}
+
+fn show_time(seconds: i64) -> String {
+    DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| seconds.to_string())
+}
