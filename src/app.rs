@@ -26,7 +26,10 @@ impl App {
             tracing::info!(migrations = applied, "database migrated");
         }
         let storage = FsStorage::new(&config.storage_dir).with_context(|| {
-            format!("cannot create the storage folder {}", config.storage_dir.display())
+            format!(
+                "cannot create the storage folder {}",
+                config.storage_dir.display()
+            )
         })?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
@@ -35,6 +38,11 @@ impl App {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Self { config, db, storage: Arc::new(storage), http })
+        Ok(Self {
+            config,
+            db,
+            storage: Arc::new(storage),
+            http,
+        })
     }
 }

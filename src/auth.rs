@@ -30,7 +30,9 @@ impl RawToken {
             _ => value,
         };
         if token.is_empty() {
-            return Err(forbidden("this action requires authentication: the Authorization header is empty"));
+            return Err(forbidden(
+                "this action requires authentication: the Authorization header is empty",
+            ));
         }
         Ok(RawToken(token.to_owned()))
     }
@@ -64,7 +66,7 @@ pub struct TrustpubAuth {
 
 #[derive(Debug)]
 pub enum Authenticated {
-    User(UserAuth),
+    User(Box<UserAuth>),
     Trustpub(TrustpubAuth),
 }
 
@@ -74,19 +76,26 @@ impl Authenticated {
     /// Resolves the token. Unknown, revoked and expired tokens are refused alike.
     pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResult<Self> {
         if raw.is_trustpub() {
-            return crate::models::trustpub_token::resolve(conn, raw, now).map(Authenticated::Trustpub);
+            return crate::models::trustpub_token::resolve(conn, raw, now)
+                .map(Authenticated::Trustpub);
         }
         let token = ApiToken::by_hash(conn, &raw.hash())?
             .filter(|t| t.is_live(now))
-            .ok_or_else(|| forbidden("the API token is invalid, revoked or expired; create a new one"))?;
+            .ok_or_else(|| {
+                forbidden("the API token is invalid, revoked or expired; create a new one")
+            })?;
         let user = User::by_id(conn, token.user_id)?;
         ApiToken::touch(conn, token.id, now)?;
-        Ok(Authenticated::User(UserAuth { user, token }))
+        Ok(Authenticated::User(Box::new(UserAuth { user, token })))
     }
 
     /// A user's token that carries `scope` and whose crate scopes (if any) allow `crate_name`.
     /// Trusted Publishing tokens are refused: they only publish.
-    pub fn user_with_scope(&self, scope: EndpointScope, crate_name: Option<&str>) -> AppResult<&UserAuth> {
+    pub fn user_with_scope(
+        &self,
+        scope: EndpointScope,
+        crate_name: Option<&str>,
+    ) -> AppResult<&UserAuth> {
         let auth = match self {
             Authenticated::User(auth) => auth,
             Authenticated::Trustpub(_) => return Err(forbidden(TRUSTPUB_ONLY_PUBLISH)),
@@ -97,27 +106,33 @@ impl Authenticated {
 
     pub fn actor(&self) -> Actor {
         match self {
-            Authenticated::User(auth) => Actor { name: auth.user.login.clone(), user_id: Some(auth.user.id) },
-            Authenticated::Trustpub(auth) => Actor { name: auth.actor.clone(), user_id: None },
+            Authenticated::User(auth) => Actor {
+                name: auth.user.login.clone(),
+                user_id: Some(auth.user.id),
+            },
+            Authenticated::Trustpub(auth) => Actor {
+                name: auth.actor.clone(),
+                user_id: None,
+            },
         }
     }
 }
 
 impl UserAuth {
     pub fn check_scope(&self, scope: EndpointScope, crate_name: Option<&str>) -> AppResult<()> {
-        if let Some(scopes) = self.token.endpoint_scopes() {
-            if !scopes.contains(&scope) {
-                return Err(forbidden(format!(
-                    "this token does not have the `{scope}` scope needed for this action; create a token that has it"
-                )));
-            }
+        if let Some(scopes) = self.token.endpoint_scopes()
+            && !scopes.contains(&scope)
+        {
+            return Err(forbidden(format!(
+                "this token does not have the `{scope}` scope needed for this action; create a token that has it"
+            )));
         }
-        if let (Some(patterns), Some(name)) = (self.token.crate_scopes(), crate_name) {
-            if !patterns.iter().any(|p| p.matches(name)) {
-                return Err(forbidden(format!(
-                    "this token's crate scopes do not include `{name}`; create a token whose crate scopes match it"
-                )));
-            }
+        if let (Some(patterns), Some(name)) = (self.token.crate_scopes(), crate_name)
+            && !patterns.iter().any(|p| p.matches(name))
+        {
+            return Err(forbidden(format!(
+                "this token's crate scopes do not include `{name}`; create a token whose crate scopes match it"
+            )));
         }
         Ok(())
     }
@@ -127,7 +142,10 @@ impl UserAuth {
         if Crate::is_owner(conn, krate.id, self.user.id)? {
             Ok(())
         } else {
-            Err(forbidden(format!("you are not an owner of crate `{}`", krate.name)))
+            Err(forbidden(format!(
+                "you are not an owner of crate `{}`",
+                krate.name
+            )))
         }
     }
 }

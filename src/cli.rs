@@ -14,7 +14,11 @@ use crate::startup::Application;
 use crate::tokens::{self, CrateScope, EndpointScope};
 
 #[derive(Parser, Debug)]
-#[command(name = "wharf", version, about = "A self-hostable Cargo registry with Trusted Publishing")]
+#[command(
+    name = "wharf",
+    version,
+    about = "A self-hostable Cargo registry with Trusted Publishing"
+)]
 pub struct Cli {
     /// A TOML file with settings (the WHARF_* keys in lower case, without the prefix).
     /// Environment variables win over it.
@@ -141,18 +145,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     let application = Application::build(config)?;
     tracing::info!(port = application.port(), "listening");
-    application.run_until_stopped().await.context("the server failed")?;
+    application
+        .run_until_stopped()
+        .await
+        .context("the server failed")?;
     tracing::info!("stopped");
     Ok(())
 }
 
 pub fn add_user(db: &Database, args: &UserAdd) -> anyhow::Result<User> {
     if !valid_login(&args.login) {
-        bail!("`{}` is not a valid login (letters, digits and single hyphens, at most 39)", args.login);
+        bail!(
+            "`{}` is not a valid login (letters, digits and single hyphens, at most 39)",
+            args.login
+        );
     }
     db.blocking(|conn| {
         if User::by_login(conn, &args.login)?.is_some() {
-            return Err(crate::errors::conflict(format!("user `{}` exists already", args.login)));
+            return Err(crate::errors::conflict(format!(
+                "user `{}` exists already",
+                args.login
+            )));
         }
         let now = now();
         Ok(NewUser {
@@ -197,8 +210,12 @@ pub fn create_token(db: &Database, args: &TokenCreate) -> anyhow::Result<(i64, S
     let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
     let crate_names: Vec<_> = crates.iter().map(|c| c.as_str()).collect();
     let id = db.blocking(|conn| {
-        let user = User::by_login(conn, &args.user)?
-            .ok_or_else(|| crate::errors::not_found(format!("no user `{}`; create it with `wharf admin user add`", args.user)))?;
+        let user = User::by_login(conn, &args.user)?.ok_or_else(|| {
+            crate::errors::not_found(format!(
+                "no user `{}`; create it with `wharf admin user add`",
+                args.user
+            ))
+        })?;
         let row = NewApiToken {
             user_id: user.id,
             name: args.name.trim(),

@@ -44,6 +44,8 @@ const KEYS: &[&str] = &[
 pub struct Config {
     pub bind: SocketAddr,
     pub public_url: Url,
+    /// True when `public_url` (and with it the audience) was derived from `bind`.
+    pub public_url_derived: bool,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub storage_dir: PathBuf,
@@ -79,6 +81,7 @@ pub struct GitHubOAuth {
 #[derive(Clone, Debug)]
 pub struct TrustpubConfig {
     pub audience: String,
+    pub audience_derived: bool,
     pub github_issuer: String,
     pub gitlab_issuers: Vec<String>,
     pub token_ttl: Duration,
@@ -138,7 +141,11 @@ impl DatabaseConfig {
     }
 
     pub fn backend_name(&self) -> &'static str {
-        if self.is_postgres() { "postgres" } else { "sqlite" }
+        if self.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 }
 
@@ -168,7 +175,10 @@ impl RawSettings {
         let mut raw = Self::default();
         for (key, value) in table {
             if !KEYS.contains(&key.as_str()) {
-                bail!("unknown configuration key `{key}` (known keys: {})", KEYS.join(", "));
+                bail!(
+                    "unknown configuration key `{key}` (known keys: {})",
+                    KEYS.join(", ")
+                );
             }
             let value = match value {
                 toml::Value::String(s) => s,
@@ -206,7 +216,10 @@ impl RawSettings {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 }
 
@@ -223,6 +236,7 @@ impl Config {
             .parse()
             .context("WHARF_BIND must be an address such as 127.0.0.1:8080")?;
 
+        let public_url_derived = raw.get("public_url").is_none();
         let public_url = match raw.get("public_url") {
             Some(url) => parse_url("WHARF_PUBLIC_URL", url)?,
             None => parse_url("WHARF_PUBLIC_URL", &format!("http://{bind}"))?,
@@ -276,7 +290,8 @@ impl Config {
             )?,
             api_url: parse_url(
                 "WHARF_GITHUB_API_URL",
-                raw.get("github_api_url").unwrap_or("https://api.github.com"),
+                raw.get("github_api_url")
+                    .unwrap_or("https://api.github.com"),
             )?,
         };
 
@@ -284,6 +299,7 @@ impl Config {
             Some(aud) => aud.to_owned(),
             None => host_with_port(&public_url)?,
         };
+        let audience_derived = raw.get("trustpub_audience").is_none();
         let github_issuer = check_issuer(
             "WHARF_TRUSTPUB_GITHUB_ISSUER",
             raw.get("trustpub_github_issuer")
@@ -333,15 +349,38 @@ impl Config {
         Ok(Config {
             bind,
             public_url,
+            public_url_derived,
             data_dir,
-            database: DatabaseConfig { url: Secret::new(database_url), pool_size },
+            database: DatabaseConfig {
+                url: Secret::new(database_url),
+                pool_size,
+            },
             storage_dir,
             session_key,
             github,
-            trustpub: TrustpubConfig { audience, github_issuer, gitlab_issuers, token_ttl },
+            trustpub: TrustpubConfig {
+                audience,
+                audience_derived,
+                github_issuer,
+                gitlab_issuers,
+                token_ttl,
+            },
             limits,
             log,
         })
+    }
+
+    /// After binding to port 0: records the real port, and in the URL and audience derived
+    /// from the bind address.
+    pub fn set_bound_port(&mut self, port: u16) -> anyhow::Result<()> {
+        self.bind.set_port(port);
+        if self.public_url_derived {
+            self.public_url = parse_url("WHARF_PUBLIC_URL", &format!("http://{}", self.bind))?;
+            if self.trustpub.audience_derived {
+                self.trustpub.audience = host_with_port(&self.public_url)?;
+            }
+        }
+        Ok(())
     }
 
     /// The public URL without a trailing slash, for building links.
@@ -382,7 +421,9 @@ pub fn check_issuer(name: &str, value: &str) -> anyhow::Result<String> {
     match url.scheme() {
         "https" => Ok(issuer),
         "http" if is_loopback(&url) => Ok(issuer),
-        _ => bail!("{name}: `{value}` must be an https:// URL (http:// is allowed only on a loopback host)"),
+        _ => bail!(
+            "{name}: `{value}` must be an https:// URL (http:// is allowed only on a loopback host)"
+        ),
     }
 }
 
@@ -412,7 +453,10 @@ mod tests {
         let config = config(&[])?;
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
-        assert_eq!(config.database.url.expose(), "sqlite://./wharf-data/wharf.db");
+        assert_eq!(
+            config.database.url.expose(),
+            "sqlite://./wharf-data/wharf.db"
+        );
         assert_eq!(config.storage_dir, PathBuf::from("./wharf-data/crates"));
         assert_eq!(config.trustpub.audience, "127.0.0.1:8080");
         assert_eq!(config.trustpub.token_ttl, Duration::from_secs(1800));
@@ -457,7 +501,8 @@ mod tests {
     #[test]
     fn toml_keys_are_checked_and_environment_wins() -> anyhow::Result<()> {
         assert!(RawSettings::from_toml_str("bnid = \"x\"").is_err());
-        let mut raw = RawSettings::from_toml_str("bind = \"127.0.0.1:9000\"\nmax_crate_size = \"1MiB\"")?;
+        let mut raw =
+            RawSettings::from_toml_str("bind = \"127.0.0.1:9000\"\nmax_crate_size = \"1MiB\"")?;
         raw.merge_env([("WHARF_BIND".to_owned(), "127.0.0.1:9001".to_owned())]);
         let config = Config::from_settings(&raw)?;
         assert_eq!(config.bind.port(), 9001);

@@ -84,7 +84,10 @@ impl Database {
 
     /// Runs pending migrations; returns how many ran.
     pub fn migrate(&self) -> anyhow::Result<usize> {
-        let mut conn = self.pool.get().context("cannot get a database connection")?;
+        let mut conn = self
+            .pool
+            .get()
+            .context("cannot get a database connection")?;
         let migrations = match &*conn {
             DbConn::Pg(_) => POSTGRES_MIGRATIONS,
             DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
@@ -128,7 +131,10 @@ impl Database {
 
     /// For the CLI: a connection outside any runtime.
     pub fn blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> anyhow::Result<T> {
-        let mut conn = self.pool.get().context("cannot get a database connection")?;
+        let mut conn = self
+            .pool
+            .get()
+            .context("cannot get a database connection")?;
         f(&mut conn).map_err(|e| match e {
             AppError::Internal(e) => e,
             client => anyhow::anyhow!("{}", client.detail()),

@@ -53,7 +53,10 @@ pub fn service_unavailable(detail: impl fmt::Display) -> AppError {
 }
 
 pub fn client(status: StatusCode, detail: impl fmt::Display) -> AppError {
-    AppError::Client { status, detail: detail.to_string() }
+    AppError::Client {
+        status,
+        detail: detail.to_string(),
+    }
 }
 
 pub fn internal(error: impl Into<anyhow::Error>) -> AppError {
@@ -103,7 +106,9 @@ struct ErrorDetail<'a> {
 }
 
 pub fn error_body(detail: &str) -> ErrorBody<'_> {
-    ErrorBody { errors: [ErrorDetail { detail }] }
+    ErrorBody {
+        errors: [ErrorDetail { detail }],
+    }
 }
 
 impl ResponseError for AppError {
@@ -131,7 +136,9 @@ impl From<diesel::result::Error> for AppError {
 impl From<diesel::r2d2::PoolError> for AppError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         tracing::warn!(error = %error, "database pool exhausted");
-        service_unavailable("the service is overloaded (no database connection available); try again shortly")
+        service_unavailable(
+            "the service is overloaded (no database connection available); try again shortly",
+        )
     }
 }
 
@@ -163,13 +170,16 @@ impl From<serde_json::Error> for AppError {
 pub fn json_config_error(error: actix_web::error::JsonPayloadError) -> actix_web::Error {
     use actix_web::error::JsonPayloadError;
     let app_error = match &error {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            payload_too_large(format!("the request body is larger than the limit of {limit} bytes"))
-        }
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => payload_too_large(format!(
+            "the request body is larger than the limit of {limit} bytes"
+        )),
         JsonPayloadError::ContentType => {
             bad_request("the request body must be JSON (Content-Type: application/json)")
         }
-        JsonPayloadError::Deserialize(e) => bad_request(format!("invalid JSON in the request body: {e}")),
+        JsonPayloadError::Deserialize(e) => {
+            bad_request(format!("invalid JSON in the request body: {e}"))
+        }
         other => bad_request(format!("cannot read the request body: {other}")),
     };
     app_error.into()

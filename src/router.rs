@@ -17,12 +17,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/crates", web::get().to(api::crates::search::search))
                 .route("/crates/new", web::put().to(api::crates::publish::publish))
                 .route("/crates/{name}", web::get().to(api::crates::info::info))
-                .route("/crates/{name}/owners", web::get().to(api::crates::owners::list))
-                .route("/crates/{name}/owners", web::put().to(api::crates::owners::add))
-                .route("/crates/{name}/owners", web::delete().to(api::crates::owners::remove))
-                .route("/crates/{name}/{version}/download", web::get().to(api::crates::download::download))
-                .route("/crates/{name}/{version}/yank", web::delete().to(api::crates::yank::yank))
-                .route("/crates/{name}/{version}/unyank", web::put().to(api::crates::yank::unyank))
+                .route(
+                    "/crates/{name}/owners",
+                    web::get().to(api::crates::owners::list),
+                )
+                .route(
+                    "/crates/{name}/owners",
+                    web::put().to(api::crates::owners::add),
+                )
+                .route(
+                    "/crates/{name}/owners",
+                    web::delete().to(api::crates::owners::remove),
+                )
+                .route(
+                    "/crates/{name}/{version}/download",
+                    web::get().to(api::crates::download::download),
+                )
+                .route(
+                    "/crates/{name}/{version}/yank",
+                    web::delete().to(api::crates::yank::yank),
+                )
+                .route(
+                    "/crates/{name}/{version}/unyank",
+                    web::put().to(api::crates::yank::unyank),
+                )
                 .default_service(web::to(api::not_found_handler)),
         )
         .default_service(web::to(api::not_found_handler));

@@ -23,10 +23,11 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn build(config: Config) -> anyhow::Result<Self> {
+    pub fn build(mut config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.bind)
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
+        config.set_bound_port(port)?;
         let app = web::Data::new(App::build(config)?);
         let server = run(listener, app.clone())?;
         Ok(Self { port, server, app })
@@ -55,7 +56,11 @@ fn run(listener: TcpListener, app: web::Data<App>) -> anyhow::Result<Server> {
         ActixApp::new()
             .wrap(TracingLogger::default())
             .app_data(app.clone())
-            .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(|e, _| json_config_error(e)))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(JSON_LIMIT)
+                    .error_handler(|e, _| json_config_error(e)),
+            )
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_config_error(e)))
             .app_data(web::PathConfig::default().error_handler(|e, _| path_config_error(e)))
             .configure(router::configure)

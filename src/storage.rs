@@ -37,9 +37,14 @@ impl FsStorage {
     fn path(&self, key: &str) -> io::Result<PathBuf> {
         let relative = Path::new(key);
         let safe = !key.is_empty()
-            && relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            && relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
         if !safe {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid storage key"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid storage key",
+            ));
         }
         Ok(self.root.join(relative))
     }

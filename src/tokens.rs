@@ -67,10 +67,16 @@ impl FromStr for EndpointScope {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| {
-            let known: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown token scope `{s}` (known scopes: {})", known.join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown token scope `{s}` (known scopes: {})",
+                    known.join(", ")
+                )
+            })
     }
 }
 
@@ -98,8 +104,10 @@ impl FromStr for CrateScope {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let body = s.strip_suffix('*').unwrap_or(s);
-        let valid_chars = body.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if s.is_empty() || s.len() > 65 || !valid_chars {
+        let valid_chars = body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if body.is_empty() || s.len() > 65 || !valid_chars {
             return Err(format!(
                 "invalid crate scope `{s}`: use a crate name, optionally ending in `*` (e.g. `serde` or `serde-*`)"
             ));
@@ -114,7 +122,13 @@ fn canonical(name: &str) -> String {
 
 /// Scopes are stored as comma-separated lists; `None` means "no restriction".
 pub fn join_scopes<T: AsRef<str>>(items: &[T]) -> Option<String> {
-    (!items.is_empty()).then(|| items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(","))
+    (!items.is_empty()).then(|| {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 pub fn parse_endpoint_scopes(stored: Option<&str>) -> Option<Vec<EndpointScope>> {

@@ -29,7 +29,10 @@ pub async fn index_file(
 ) -> AppResult<HttpResponse> {
     let name = index_path_matches(&path).ok_or_else(|| not_found("not found"))?;
     let canonical = name.replace('-', "_");
-    let found = app.db.run(move |conn| Ok(IndexFile::by_canonical(conn, &canonical)?)).await?;
+    let found = app
+        .db
+        .run(move |conn| Ok(IndexFile::by_canonical(conn, &canonical)?))
+        .await?;
     // Index paths are the lowercased name exactly: `foo-bar` does not serve `foo_bar`.
     let (_, file) = found
         .filter(|(crate_name, _)| crate_name.to_ascii_lowercase() == name)
@@ -39,12 +42,23 @@ pub async fn index_file(
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == file.etag || tag.trim() == "*"));
-    let mut response = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == file.etag || tag.trim() == "*")
+        });
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
     response
         .insert_header((header::ETAG, file.etag.clone()))
         // Revalidate every time: a publish must be visible at once.
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .content_type("text/plain; charset=utf-8");
-    Ok(if not_modified { response.finish() } else { response.body(file.content) })
+    Ok(if not_modified {
+        response.finish()
+    } else {
+        response.body(file.content)
+    })
 }

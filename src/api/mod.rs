@@ -10,5 +10,9 @@ use crate::errors::{AppError, not_found};
 
 /// Unknown routes under `/api` answer in the API's error shape.
 pub async fn not_found_handler(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(not_found(format!("no such endpoint: {} {}", req.method(), req.path())))
+    Err(not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
 }

@@ -52,7 +52,10 @@ pub fn record(
 pub fn for_crate(conn: &mut DbConn, crate_id: i64, limit: i64) -> QueryResult<Vec<AuditEntry>> {
     crate_audit_log::table
         .filter(crate_audit_log::crate_id.eq(crate_id))
-        .order((crate_audit_log::created_at.desc(), crate_audit_log::id.desc()))
+        .order((
+            crate_audit_log::created_at.desc(),
+            crate_audit_log::id.desc(),
+        ))
         .limit(limit)
         .select(AuditEntry::as_select())
         .load(conn)

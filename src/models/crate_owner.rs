@@ -16,7 +16,9 @@ pub struct NewCrateOwner {
 
 impl NewCrateOwner {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(crate_owners::table).values(self).execute(conn)?;
+        diesel::insert_into(crate_owners::table)
+            .values(self)
+            .execute(conn)?;
         Ok(())
     }
 }

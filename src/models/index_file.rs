@@ -36,7 +36,12 @@ impl IndexFile {
 }
 
 /// Renders the crate's index file from its versions and stores it.
-pub fn rebuild(conn: &mut DbConn, crate_id: i64, crate_name: &str, now: NaiveDateTime) -> QueryResult<()> {
+pub fn rebuild(
+    conn: &mut DbConn,
+    crate_id: i64,
+    crate_name: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     let versions = Version::for_crate(conn, crate_id)?;
     let lines = versions
         .iter()
@@ -44,7 +49,10 @@ pub fn rebuild(conn: &mut DbConn, crate_id: i64, crate_name: &str, now: NaiveDat
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
     let content = render_index_file(&lines);
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(content.as_bytes()))[..32]);
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(content.as_bytes()))[..32]
+    );
     let updated = diesel::update(index_files::table.find(crate_id))
         .set((
             index_files::content.eq(&content),

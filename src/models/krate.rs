@@ -38,7 +38,9 @@ pub struct NewCrate<'a> {
 
 impl NewCrate<'_> {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<Crate> {
-        diesel::insert_into(crates::table).values(self).execute(conn)?;
+        diesel::insert_into(crates::table)
+            .values(self)
+            .execute(conn)?;
         Crate::by_canonical(conn, self.canonical_name)?.ok_or(diesel::result::Error::NotFound)
     }
 }
@@ -47,6 +49,9 @@ impl NewCrate<'_> {
 pub fn canonical_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('-', "_")
 }
+
+/// One page of search results: each crate with its `max_version`, and the total count.
+pub type SearchPage = (Vec<(Crate, Option<String>)>, i64);
 
 impl Crate {
     pub fn by_canonical(conn: &mut DbConn, canonical: &str) -> QueryResult<Option<Crate>> {
@@ -63,7 +68,10 @@ impl Crate {
     }
 
     pub fn by_id(conn: &mut DbConn, id: i64) -> QueryResult<Crate> {
-        crates::table.find(id).select(Crate::as_select()).first(conn)
+        crates::table
+            .find(id)
+            .select(Crate::as_select())
+            .first(conn)
     }
 
     pub fn is_owner(conn: &mut DbConn, crate_id: i64, user_id: i64) -> QueryResult<bool> {
@@ -89,11 +97,21 @@ impl Crate {
         query: &str,
         offset: i64,
         limit: i64,
-    ) -> QueryResult<(Vec<(Crate, Option<String>)>, i64)> {
+    ) -> QueryResult<SearchPage> {
         let canonical = canonical_name(query.trim());
-        let escaped = canonical.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = canonical
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         let pattern = format!("%{escaped}%");
-        let text_pattern = format!("%{}%", query.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let text_pattern = format!(
+            "%{}%",
+            query
+                .trim()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         let filter = crates::canonical_name
             .like(pattern.clone())
             .escape('\\')
@@ -105,7 +123,10 @@ impl Crate {
             .or(crates::description.like(text_pattern).escape('\\'));
         let page: Vec<Crate> = crates::table
             .filter(filter)
-            .order((crates::canonical_name.ne(&canonical), crates::canonical_name.asc()))
+            .order((
+                crates::canonical_name.ne(&canonical),
+                crates::canonical_name.asc(),
+            ))
             .offset(offset)
             .limit(limit)
             .select(Crate::as_select())
@@ -128,11 +149,16 @@ impl Crate {
     }
 
     pub fn touch(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<()> {
-        diesel::update(crates::table.find(id)).set(crates::updated_at.eq(now)).execute(conn)?;
+        diesel::update(crates::table.find(id))
+            .set(crates::updated_at.eq(now))
+            .execute(conn)?;
         Ok(())
     }
 
     pub fn version_count(conn: &mut DbConn, id: i64) -> QueryResult<i64> {
-        versions::table.filter(versions::crate_id.eq(id)).count().get_result(conn)
+        versions::table
+            .filter(versions::crate_id.eq(id))
+            .count()
+            .get_result(conn)
     }
 }

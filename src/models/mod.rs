@@ -4,9 +4,9 @@
 pub mod audit;
 pub mod crate_owner;
 pub mod index_file;
-pub mod trustpub_token;
 pub mod krate;
 pub mod token;
+pub mod trustpub_token;
 pub mod user;
 pub mod version;
 

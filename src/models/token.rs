@@ -51,7 +51,9 @@ pub struct NewApiToken<'a> {
 
 impl NewApiToken<'_> {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<ApiToken> {
-        diesel::insert_into(api_tokens::table).values(self).execute(conn)?;
+        diesel::insert_into(api_tokens::table)
+            .values(self)
+            .execute(conn)?;
         api_tokens::table
             .filter(api_tokens::token_hash.eq(self.token_hash))
             .select(ApiToken::as_select())
@@ -86,7 +88,9 @@ impl ApiToken {
     /// Revokes the token; returns false if there was no live token with that id.
     pub fn revoke(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
         let updated = diesel::update(
-            api_tokens::table.find(id).filter(api_tokens::revoked_at.is_null()),
+            api_tokens::table
+                .find(id)
+                .filter(api_tokens::revoked_at.is_null()),
         )
         .set(api_tokens::revoked_at.eq(now))
         .execute(conn)?;

@@ -23,7 +23,9 @@ pub struct NewTrustpubToken<'a> {
 
 impl NewTrustpubToken<'_> {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(trustpub_tokens::table).values(self).execute(conn)?;
+        diesel::insert_into(trustpub_tokens::table)
+            .values(self)
+            .execute(conn)?;
         Ok(())
     }
 }
@@ -46,7 +48,10 @@ pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResu
     })?;
     Ok(TrustpubAuth {
         token_id,
-        crate_ids: crate_ids.split(',').filter_map(|id| id.parse().ok()).collect(),
+        crate_ids: crate_ids
+            .split(',')
+            .filter_map(|id| id.parse().ok())
+            .collect(),
         publisher: serde_json::from_str(&publisher)?,
         actor,
     })
@@ -54,14 +59,25 @@ pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResu
 
 /// Revokes (deletes) the token with this hash; true if it existed.
 pub fn revoke(conn: &mut DbConn, token_hash: &str) -> QueryResult<bool> {
-    Ok(diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::token_hash.eq(token_hash))).execute(conn)? > 0)
+    Ok(
+        diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::token_hash.eq(token_hash)))
+            .execute(conn)?
+            > 0,
+    )
 }
 
 /// Marks an ID token's `jti` as used. Returns false if it was used before (on any instance
 /// sharing the database): the primary key makes the first insert win, even under a race.
-pub fn claim_jti(conn: &mut DbConn, jti_hash: &str, expires_at: NaiveDateTime) -> QueryResult<bool> {
+pub fn claim_jti(
+    conn: &mut DbConn,
+    jti_hash: &str,
+    expires_at: NaiveDateTime,
+) -> QueryResult<bool> {
     match diesel::insert_into(trustpub_used_jtis::table)
-        .values((trustpub_used_jtis::jti_hash.eq(jti_hash), trustpub_used_jtis::expires_at.eq(expires_at)))
+        .values((
+            trustpub_used_jtis::jti_hash.eq(jti_hash),
+            trustpub_used_jtis::expires_at.eq(expires_at),
+        ))
         .execute(conn)
     {
         Ok(_) => Ok(true),
@@ -72,7 +88,10 @@ pub fn claim_jti(conn: &mut DbConn, jti_hash: &str, expires_at: NaiveDateTime) -
 
 /// Deletes expired tokens and `jti`s that can no longer be replayed; returns how many rows.
 pub fn clean_up(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
-    let tokens = diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::expires_at.le(now))).execute(conn)?;
-    let jtis = diesel::delete(trustpub_used_jtis::table.filter(trustpub_used_jtis::expires_at.le(now))).execute(conn)?;
+    let tokens = diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::expires_at.le(now)))
+        .execute(conn)?;
+    let jtis =
+        diesel::delete(trustpub_used_jtis::table.filter(trustpub_used_jtis::expires_at.le(now)))
+            .execute(conn)?;
     Ok(tokens + jtis)
 }

@@ -33,7 +33,9 @@ pub struct NewUser<'a> {
 
 impl NewUser<'_> {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<User> {
-        diesel::insert_into(users::table).values(self).execute(conn)?;
+        diesel::insert_into(users::table)
+            .values(self)
+            .execute(conn)?;
         User::by_login(conn, self.login)?.ok_or(diesel::result::Error::NotFound)
     }
 }

@@ -58,7 +58,9 @@ impl NewVersion<'_> {
     /// Inserts the version. A unique violation means this version (ignoring build metadata)
     /// exists already; the caller turns it into a clear error.
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<Version> {
-        diesel::insert_into(versions::table).values(self).execute(conn)?;
+        diesel::insert_into(versions::table)
+            .values(self)
+            .execute(conn)?;
         versions::table
             .filter(versions::crate_id.eq(self.crate_id))
             .filter(versions::num_no_build.eq(self.num_no_build))
@@ -101,12 +103,17 @@ impl Version {
     }
 
     pub fn set_yanked(conn: &mut DbConn, id: i64, yanked: bool) -> QueryResult<()> {
-        diesel::update(versions::table.find(id)).set(versions::yanked.eq(yanked)).execute(conn)?;
+        diesel::update(versions::table.find(id))
+            .set(versions::yanked.eq(yanked))
+            .execute(conn)?;
         Ok(())
     }
 
     pub fn readme(conn: &mut DbConn, id: i64) -> QueryResult<Option<String>> {
-        versions::table.find(id).select(versions::readme).first(conn)
+        versions::table
+            .find(id)
+            .select(versions::readme)
+            .first(conn)
     }
 
     pub fn semver(&self) -> Option<semver::Version> {

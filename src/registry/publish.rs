@@ -125,19 +125,21 @@ impl PublishRequest {
     /// over `max_crate_size` bytes.
     pub fn parse(body: &[u8], max_crate_size: u64) -> Result<Self, PublishError> {
         let mut rest = body;
+        // A declared length is believed only once the bytes are there: a short body is
+        // reported as truncated, not as a huge one.
         let json_len = read_length(&mut rest, "metadata length")?;
+        let json = read_bytes(&mut rest, json_len, "metadata")?;
         if json_len > MAX_METADATA_SIZE {
             return Err(PublishError::MetadataTooLarge { size: json_len });
         }
-        let json = read_bytes(&mut rest, json_len, "metadata")?;
         let crate_len = read_length(&mut rest, "crate length")?;
+        let tarball = read_bytes(&mut rest, crate_len, "crate file")?;
         if crate_len > max_crate_size {
             return Err(PublishError::CrateTooLarge {
                 size: crate_len,
                 max: max_crate_size,
             });
         }
-        let tarball = read_bytes(&mut rest, crate_len, "crate file")?;
         if !rest.is_empty() {
             return Err(PublishError::TrailingBytes { extra: rest.len() });
         }
@@ -519,10 +521,16 @@ mod tests {
     }
 
     #[test]
-    fn metadata_over_one_mebibyte_is_refused_before_reading_it() {
+    fn metadata_over_one_mebibyte_is_refused() {
         let mut body = (2 * 1024 * 1024u32).to_le_bytes().to_vec();
         body.extend_from_slice(b"{}");
+        let err = PublishRequest::parse(&body, MAX).unwrap_err();
+        assert!(
+            matches!(err, PublishError::Truncated { .. }),
+            "a short body is truncated, whatever it declares"
+        );
 
+        body.resize(4 + 2 * 1024 * 1024, b' ');
         let err = PublishRequest::parse(&body, MAX).unwrap_err();
 
         assert!(matches!(err, PublishError::MetadataTooLarge { .. }));
@@ -547,6 +555,7 @@ mod tests {
         let mut header = u32::try_from(json.len()).unwrap().to_le_bytes().to_vec();
         header.extend_from_slice(&json);
         header.extend_from_slice(&(11 * 1024 * 1024u32).to_le_bytes());
+        header.resize(header.len() + 11 * 1024 * 1024, 0);
         let err = PublishRequest::parse(&header, MAX).unwrap_err();
         assert!(err.to_string().contains("max upload size is 10.0 MiB"));
     }

@@ -161,7 +161,7 @@ pub(crate) mod de {
     enum StringOrNumber {
         String(String),
         Integer(i64),
-        Float(f64),
+        Other(serde::de::IgnoredAny),
     }
 
     /// An ID that the platforms send as a string of digits (`"123"`); a JSON integer is accepted
@@ -172,7 +172,7 @@ pub(crate) mod de {
                 .parse()
                 .map_err(|_| D::Error::custom("expected an ID made of digits")),
             StringOrNumber::Integer(i) => Ok(i),
-            StringOrNumber::Float(_) => Err(D::Error::custom("expected an integer ID")),
+            StringOrNumber::Other(_) => Err(D::Error::custom("expected an integer ID")),
         }
     }
 
@@ -187,7 +187,7 @@ pub(crate) mod de {
                 .map(Some)
                 .map_err(|_| D::Error::custom("expected an ID made of digits")),
             Some(StringOrNumber::Integer(i)) => Ok(Some(i)),
-            Some(StringOrNumber::Float(_)) => Err(D::Error::custom("expected an integer ID")),
+            Some(StringOrNumber::Other(_)) => Err(D::Error::custom("expected an integer ID")),
         }
     }
 

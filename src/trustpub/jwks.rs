@@ -100,7 +100,10 @@ impl KeyCache {
         if !state.is_fresh(now) {
             self.refresh(issuer, &mut state, now).await?;
         } else if !state.keys.contains_key(kid) && state.may_refetch(now) {
-            tracing::debug!(trustpub.issuer = issuer, "unknown key ID, refetching the key set");
+            tracing::debug!(
+                trustpub.issuer = issuer,
+                "unknown key ID, refetching the key set"
+            );
             self.refresh(issuer, &mut state, now).await?;
         }
         state.keys.get(kid).cloned().ok_or_else(|| {

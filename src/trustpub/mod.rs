@@ -59,7 +59,10 @@ pub(crate) fn environment_mismatch(
 pub(crate) fn one_of(values: &[String]) -> String {
     let mut distinct: Vec<&String> = Vec::new();
     for value in values {
-        if !distinct.iter().any(|d| d.to_lowercase() == value.to_lowercase()) {
+        if !distinct
+            .iter()
+            .any(|d| d.to_lowercase() == value.to_lowercase())
+        {
             distinct.push(value);
         }
     }

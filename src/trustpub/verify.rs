@@ -88,7 +88,11 @@ impl Verifier {
         // Unverified: used only to choose among the configured issuers.
         let issuer = match claims.get("iss") {
             Some(Value::String(iss)) => iss.as_str(),
-            _ => return Err(VerifyError::invalid("The ID token has no `iss` (issuer) claim.")),
+            _ => {
+                return Err(VerifyError::invalid(
+                    "The ID token has no `iss` (issuer) claim.",
+                ));
+            }
         };
         let provider = self.provider_for(issuer)?;
         if segments.signature.is_empty() {
@@ -97,9 +101,13 @@ impl Verifier {
 
         let key = self.keys.key(issuer, kid, now).await?;
         let message = &jwt[..segments.header.len() + 1 + segments.payload.len()];
-        let valid =
-            jsonwebtoken::crypto::verify(segments.signature, message.as_bytes(), &key, Algorithm::RS256)
-                .map_err(|_| bad_signature(kid))?;
+        let valid = jsonwebtoken::crypto::verify(
+            segments.signature,
+            message.as_bytes(),
+            &key,
+            Algorithm::RS256,
+        )
+        .map_err(|_| bad_signature(kid))?;
         if !valid {
             return Err(bad_signature(kid));
         }
@@ -147,7 +155,9 @@ impl Verifier {
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
         if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-            return Err(VerifyError::invalid("The ID token's issuer changed while verifying."));
+            return Err(VerifyError::invalid(
+                "The ID token's issuer changed while verifying.",
+            ));
         }
 
         let audience = &self.settings.audience;
@@ -209,9 +219,9 @@ impl Verifier {
 
         match claims.get("jti") {
             Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= MAX_ID_LEN => Ok(()),
-            Some(Value::String(jti)) if !jti.is_empty() => {
-                Err(VerifyError::invalid("The ID token's `jti` (token ID) is too long."))
-            }
+            Some(Value::String(jti)) if !jti.is_empty() => Err(VerifyError::invalid(
+                "The ID token's `jti` (token ID) is too long.",
+            )),
             _ => Err(VerifyError::invalid(
                 "The ID token has no `jti` (token ID) claim, which is needed to refuse replayed \
                  tokens.",
@@ -244,8 +254,10 @@ fn split(jwt: &str) -> Result<Segments<'_>, VerifyError> {
     else {
         return Err(not_a_jwt());
     };
-    let is_base64url =
-        |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let is_base64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
     if header.is_empty()
         || payload.is_empty()
         || !is_base64url(header)
@@ -265,9 +277,8 @@ fn decode_segment(segment: &str, what: &str) -> Result<Map<String, Value>, Verif
     let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
         VerifyError::invalid(format!("The ID token's {what} is not valid base64url."))
     })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        VerifyError::invalid(format!("The ID token's {what} is not a JSON object."))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|_| VerifyError::invalid(format!("The ID token's {what} is not a JSON object.")))
 }
 
 /// Checks the JOSE header and returns the `kid`.
@@ -347,7 +358,9 @@ fn required_date(
         VerifyError::invalid(format!("The ID token has no `{name}` ({meaning}) claim."))
     })?;
     numeric_date(value).ok_or_else(|| {
-        VerifyError::invalid(format!("The ID token's `{name}` claim is not a NumericDate."))
+        VerifyError::invalid(format!(
+            "The ID token's `{name}` claim is not a NumericDate."
+        ))
     })
 }
 

@@ -1,6 +1,7 @@
 //! Where the provider runs, and how it gets the job's OIDC ID token there.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
@@ -13,10 +14,20 @@ use crate::registry::error_detail;
 
 /// A snapshot of the environment variables the provider reads, taken once at start-up so that
 /// tests can run the provider against an environment of their own.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Environment {
     vars: BTreeMap<String, String>,
     temp_dir: PathBuf,
+}
+
+/// Names only: the values include the runner's request token and GitLab's ID token.
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Environment")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("temp_dir", &self.temp_dir)
+            .finish()
+    }
 }
 
 impl Environment {
@@ -119,15 +130,20 @@ pub enum IdTokenSource {
         request_token: Secret<String>,
     },
     /// GitLab CI puts one token per job, with the audience fixed in the pipeline, in a variable.
-    GitLabCi { variable: String, jwt: Secret<String> },
+    GitLabCi {
+        variable: String,
+        jwt: Secret<String>,
+    },
 }
 
 impl IdTokenSource {
-    /// A name for messages.
-    pub fn platform(&self) -> &'static str {
+    /// Which ID token this is, for messages.
+    pub fn describe(&self, audience: &str) -> String {
         match self {
-            Self::GitHubActions { .. } => "GitHub Actions",
-            Self::GitLabCi { .. } => "GitLab CI",
+            Self::GitHubActions { .. } => {
+                format!("the GitHub Actions ID token (audience `{audience}`)")
+            }
+            Self::GitLabCi { variable, .. } => format!("the GitLab CI ID token in `{variable}`"),
         }
     }
 
@@ -151,8 +167,8 @@ impl IdTokenSource {
 /// The URL GitHub's ID-token endpoint is asked with: the runner's URL (which already carries a
 /// query string) plus `audience`.
 pub fn github_id_token_url(request_url: &str, audience: &str) -> anyhow::Result<Url> {
-    let mut url = Url::parse(request_url)
-        .context("ACTIONS_ID_TOKEN_REQUEST_URL is not a valid URL")?;
+    let mut url =
+        Url::parse(request_url).context("ACTIONS_ID_TOKEN_REQUEST_URL is not a valid URL")?;
     url.query_pairs_mut().append_pair("audience", audience);
     Ok(url)
 }
@@ -207,7 +223,10 @@ mod tests {
         let detection = detect(
             &[
                 ("GITHUB_ACTIONS", "true"),
-                ("ACTIONS_ID_TOKEN_REQUEST_URL", "https://runner/token?api-version=2.0"),
+                (
+                    "ACTIONS_ID_TOKEN_REQUEST_URL",
+                    "https://runner/token?api-version=2.0",
+                ),
                 ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token"),
             ],
             &Options::default(),
@@ -234,7 +253,11 @@ mod tests {
             ..Options::default()
         };
         let detection = detect(
-            &[("GITLAB_CI", "true"), ("MY_ID_TOKEN", "a.b.c"), ("WHARF_ID_TOKEN", "x.y.z")],
+            &[
+                ("GITLAB_CI", "true"),
+                ("MY_ID_TOKEN", "a.b.c"),
+                ("WHARF_ID_TOKEN", "x.y.z"),
+            ],
             &options,
         );
         let Detection::Available(IdTokenSource::GitLabCi { variable, jwt }) = detection else {
@@ -255,8 +278,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_names_variables_without_their_values() {
+        let env = Environment::new([("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "very-secret")]);
+        let debug = format!("{env:?}");
+        assert!(debug.contains("ACTIONS_ID_TOKEN_REQUEST_TOKEN"), "{debug}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+    }
+
+    #[test]
     fn a_developer_machine_is_not_ci() {
-        let detection = detect(&[("HOME", "/home/me"), ("GITLAB_CI", "")], &Options::default());
+        let detection = detect(
+            &[("HOME", "/home/me"), ("GITLAB_CI", "")],
+            &Options::default(),
+        );
         assert!(matches!(detection, Detection::NotInCi), "{detection:?}");
     }
 

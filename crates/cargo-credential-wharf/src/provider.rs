@@ -48,7 +48,10 @@ impl WharfCredential {
         let source = match self.env.detect(options) {
             Detection::Available(source) => source,
             Detection::Unavailable(reason) => {
-                note(&format!("{reason}; no Trusted Publishing token for {}", display(registry)));
+                note(&format!(
+                    "{reason}; no Trusted Publishing token for {}",
+                    display(registry)
+                ));
                 return Err(Error::NotFound);
             }
             Detection::NotInCi => {
@@ -63,7 +66,11 @@ impl WharfCredential {
 
         let http = registry::http_client()?;
         let api = registry::api_base(&http, config_url)?;
-        let audience = match options.audience.as_deref().or(self.env.var("WHARF_AUDIENCE")) {
+        let audience = match options
+            .audience
+            .as_deref()
+            .or(self.env.var("WHARF_AUDIENCE"))
+        {
             Some(audience) => audience.to_owned(),
             None => registry::default_audience(&api)?,
         };
@@ -105,10 +112,9 @@ impl WharfCredential {
             ));
         }
         note(&format!(
-            "exchanged the {} ID token (audience `{audience}`) for a Trusted Publishing token to \
-             publish {crate_name}@{version}; it is revoked by the provider's next run or by \
-             `cargo logout`",
-            source.platform()
+            "exchanged {} for a Trusted Publishing token to publish {crate_name}@{version}; it \
+             is revoked by the provider's next run or by `cargo logout`",
+            source.describe(&audience)
         ));
         Ok(single_use(token))
     }
@@ -131,7 +137,10 @@ impl WharfCredential {
                 Ok(single_use(Secret::from(READ_PLACEHOLDER.to_owned())))
             }
             Detection::Unavailable(reason) => {
-                note(&format!("{reason}; no Trusted Publishing token for {}", display(registry)));
+                note(&format!(
+                    "{reason}; no Trusted Publishing token for {}",
+                    display(registry)
+                ));
                 Err(Error::NotFound)
             }
             Detection::NotInCi => {
@@ -163,7 +172,9 @@ impl WharfCredential {
             )
             .into());
         }
-        note(&format!("revoked {revoked} Trusted Publishing token(s) at the registry"));
+        note(&format!(
+            "revoked {revoked} Trusted Publishing token(s) at the registry"
+        ));
         Ok(CredentialResponse::Logout)
     }
 
@@ -182,7 +193,12 @@ impl WharfCredential {
         if remembered.is_empty() {
             return remembered;
         }
-        let (_, still_live) = revoke_all(http, remembered, keep);
+        let (revoked, still_live) = revoke_all(http, remembered, keep);
+        if revoked > 0 {
+            note(&format!(
+                "revoked {revoked} Trusted Publishing token(s) minted by an earlier run"
+            ));
+        }
         if let Err(error) = store.save(&still_live) {
             note(&format!("{error:#}"));
         }
@@ -208,13 +224,7 @@ fn revoke_all(
             .map_err(anyhow::Error::from)
             .and_then(|api| registry::revoke(http, &api, minted.token.as_deref()));
         match outcome {
-            Ok(Revocation::Revoked) => {
-                revoked += 1;
-                note(&format!(
-                    "revoked an earlier Trusted Publishing token at {}",
-                    minted.api
-                ));
-            }
+            Ok(Revocation::Revoked) => revoked += 1,
             Ok(Revocation::Refused(detail)) => note(&format!(
                 "{} did not revoke an earlier token ({detail}); it is no longer valid there, \
                  so it is forgotten",

@@ -18,7 +18,10 @@ pub fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
         .timeout(HTTP_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("cargo-credential-wharf/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!(
+            "cargo-credential-wharf/",
+            env!("CARGO_PKG_VERSION")
+        ))
         .build()
         .context("could not set up an HTTP client")
 }
@@ -105,7 +108,9 @@ pub fn exchange(
         .post(url.clone())
         .json(&ExchangeRequest { jwt: jwt.expose() })
         .send()
-        .with_context(|| format!("could not reach the registry at {url} to exchange the ID token"))?;
+        .with_context(|| {
+            format!("could not reach the registry at {url} to exchange the ID token")
+        })?;
     let status = response.status();
     if status.is_client_error() {
         let body = response.text().unwrap_or_default();

@@ -85,8 +85,9 @@ impl TokenStore {
     pub fn save(&self, tokens: &[MintedToken]) -> anyhow::Result<()> {
         if tokens.is_empty() {
             return match fs::remove_file(&self.path) {
-                Err(error) if error.kind() != ErrorKind::NotFound => Err(error)
-                    .with_context(|| format!("could not remove {}", self.path.display())),
+                Err(error) if error.kind() != ErrorKind::NotFound => {
+                    Err(error).with_context(|| format!("could not remove {}", self.path.display()))
+                }
                 _ => Ok(()),
             };
         }
@@ -131,7 +132,10 @@ fn private_file(path: &Path) -> std::io::Result<fs::File> {
 
 #[cfg(not(unix))]
 fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(test)]

@@ -23,14 +23,21 @@ pub async fn download(
             })?;
             let key = crate_key(&krate.canonical_name, &krate.name, &version.num);
             let bytes = storage.get(&key)?.ok_or_else(|| {
-                internal(anyhow::anyhow!("the file of {} {} is missing from storage ({key})", krate.name, version.num))
+                internal(anyhow::anyhow!(
+                    "the file of {} {} is missing from storage ({key})",
+                    krate.name,
+                    version.num
+                ))
             })?;
             Ok((format!("{}-{}.crate", krate.name, version.num), bytes))
         })
         .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/gzip")
-        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file_name}\""),
+        ))
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
         .body(bytes))
 }

@@ -31,12 +31,20 @@ pub async fn info(app: web::Data<App>, path: web::Path<String>) -> AppResult<Htt
     Ok(HttpResponse::Ok().json(crate_json(base, &krate, versions, &users)))
 }
 
-pub fn crate_json(base: &str, krate: &Crate, mut versions: Vec<Version>, users: &HashMap<i64, User>) -> Value {
+pub fn crate_json(
+    base: &str,
+    krate: &Crate,
+    mut versions: Vec<Version>,
+    users: &HashMap<i64, User>,
+) -> Value {
     let nums: Vec<_> = versions.iter().map(|v| (v.num.clone(), v.yanked)).collect();
     let max_version = pick_max_version(&nums);
     let newest_version = versions.last().map(|v| v.num.clone());
-    versions.sort_by(|a, b| b.semver().cmp(&a.semver()));
-    let versions: Vec<_> = versions.iter().map(|v| version_json(base, krate, v, users)).collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.semver()));
+    let versions: Vec<_> = versions
+        .iter()
+        .map(|v| version_json(base, krate, v, users))
+        .collect();
     json!({
         "crate": {
             "id": krate.name,
@@ -58,8 +66,14 @@ pub fn crate_json(base: &str, krate: &Crate, mut versions: Vec<Version>, users: 
 }
 
 fn version_json(base: &str, krate: &Crate, v: &Version, users: &HashMap<i64, User>) -> Value {
-    let trustpub: Option<Value> = v.trustpub.as_deref().and_then(|t| serde_json::from_str(t).ok());
-    let published_by = match (v.published_by_user_id.and_then(|id| users.get(&id)), &trustpub) {
+    let trustpub: Option<Value> = v
+        .trustpub
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok());
+    let published_by = match (
+        v.published_by_user_id.and_then(|id| users.get(&id)),
+        &trustpub,
+    ) {
         (Some(user), _) => json!({
             "kind": "user",
             "id": user.id,

@@ -77,7 +77,9 @@ async fn change(
         return Err(bad_request("list at least one user login in `users`"));
     }
     if body.users.len() > MAX_LOGINS_PER_REQUEST {
-        return Err(bad_request(format!("at most {MAX_LOGINS_PER_REQUEST} logins per request")));
+        return Err(bad_request(format!(
+            "at most {MAX_LOGINS_PER_REQUEST} logins per request"
+        )));
     }
     let msg = app
         .db

@@ -21,7 +21,7 @@ use crate::models::version::{NewVersion, pick_max_version};
 use crate::models::{Crate, Version, audit, index_file, now};
 use crate::registry::crate_name::CrateName;
 use crate::registry::index::{self, IndexDependency};
-use crate::registry::publish::PublishRequest;
+use crate::registry::publish::{PublishError, PublishRequest};
 use crate::registry::tarball::verify_tarball;
 use crate::schema::crates;
 use crate::storage::crate_key;
@@ -30,7 +30,11 @@ use crate::tokens::EndpointScope;
 /// Room for the JSON metadata and the two length prefixes on top of the crate itself.
 const METADATA_ALLOWANCE: u64 = 1024 * 1024 + 8;
 
-pub async fn publish(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> AppResult<HttpResponse> {
+pub async fn publish(
+    app: web::Data<App>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> AppResult<HttpResponse> {
     let raw = RawToken::from_request(&req)?;
     let limits = app.config.limits.clone();
 
@@ -50,12 +54,21 @@ pub async fn publish(app: web::Data<App>, req: HttpRequest, mut payload: web::Pa
 
     // Check everything about the upload before touching the database or storage.
     let checked = web::block(move || -> AppResult<Checked> {
-        let request = PublishRequest::parse(&body, limits.max_crate_size).map_err(bad_request)?;
+        let request = PublishRequest::parse(&body, limits.max_crate_size).map_err(|e| match e {
+            PublishError::CrateTooLarge { .. } => payload_too_large(e),
+            other => bad_request(other),
+        })?;
         let metadata = request.metadata.validate().map_err(bad_request)?;
         let readme_path = request.metadata.readme_file.clone();
         let tarball = request.tarball;
-        let info = verify_tarball(&tarball, &metadata.name, &metadata.version, readme_path.as_deref(), limits.max_unpacked_size)
-            .map_err(bad_request)?;
+        let info = verify_tarball(
+            &tarball,
+            &metadata.name,
+            &metadata.version,
+            readme_path.as_deref(),
+            limits.max_unpacked_size,
+        )
+        .map_err(bad_request)?;
         let deps = index::index_deps(&request.metadata.deps);
         let (features, features2) = index::split_features(request.metadata.features.clone());
         Ok(Checked {
@@ -87,7 +100,10 @@ pub async fn publish(app: web::Data<App>, req: HttpRequest, mut payload: web::Pa
             let now = now();
             let auth = Authenticated::resolve(conn, &raw, now)?;
             record_publish(conn, &auth, &checked, storage.as_ref(), now)?;
-            Ok((checked.name.as_str().to_owned(), checked.version.to_string()))
+            Ok((
+                checked.name.as_str().to_owned(),
+                checked.version.to_string(),
+            ))
         })
         .await?;
     tracing::info!(krate.name = %crate_name, krate.version = %version, "published");
@@ -189,7 +205,13 @@ fn record_publish(
                     e.into()
                 }
             })?;
-            NewCrateOwner { crate_id: krate.id, user_id: user.user.id, created_at: now, created_by: None }.insert(conn)?;
+            NewCrateOwner {
+                crate_id: krate.id,
+                user_id: user.user.id,
+                created_at: now,
+                created_by: None,
+            }
+            .insert(conn)?;
             krate
         }
     };
@@ -200,12 +222,19 @@ fn record_publish(
     let mut no_build = c.version.clone();
     no_build.build = semver::BuildMetadata::EMPTY;
     let num_no_build = no_build.to_string();
-    let already = || conflict(format!("crate version `{name}@{num}` is already uploaded; versions cannot be replaced, publish a new version"));
+    let already = || {
+        conflict(format!(
+            "crate version `{name}@{num}` is already uploaded; versions cannot be replaced, publish a new version"
+        ))
+    };
     if let Some(v) = Version::find_no_build(conn, krate.id, &num_no_build)? {
         return Err(if v.num == num {
             already()
         } else {
-            conflict(format!("crate version `{name}@{}` is already uploaded, and versions that differ only by build metadata are the same version", v.num))
+            conflict(format!(
+                "crate version `{name}@{}` is already uploaded, and versions that differ only by build metadata are the same version",
+                v.num
+            ))
         });
     }
 
@@ -234,9 +263,18 @@ fn record_publish(
         created_at: now,
     }
     .insert(conn)
-    .map_err(|e| if is_unique_violation(&e) { already() } else { AppError::from(e) })?;
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            already()
+        } else {
+            AppError::from(e)
+        }
+    })?;
 
-    storage.put(&crate_key(&krate.canonical_name, &krate.name, &version.num), &c.tarball)?;
+    storage.put(
+        &crate_key(&krate.canonical_name, &krate.name, &version.num),
+        &c.tarball,
+    )?;
     index_file::rebuild(conn, krate.id, &krate.name, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });
     if let Authenticated::Trustpub(tp) = auth {
@@ -260,9 +298,17 @@ fn check_dependencies(conn: &mut DbConn, deps: &[IndexDependency]) -> AppResult<
 }
 
 /// The crate's description, links and keywords follow its highest version.
-fn update_crate_metadata(conn: &mut DbConn, krate: &Crate, c: &Checked, now: chrono::NaiveDateTime) -> AppResult<()> {
+fn update_crate_metadata(
+    conn: &mut DbConn,
+    krate: &Crate,
+    c: &Checked,
+    now: chrono::NaiveDateTime,
+) -> AppResult<()> {
     use diesel::prelude::*;
-    let mut nums: Vec<(String, bool)> = Version::for_crate(conn, krate.id)?.into_iter().map(|v| (v.num, v.yanked)).collect();
+    let mut nums: Vec<(String, bool)> = Version::for_crate(conn, krate.id)?
+        .into_iter()
+        .map(|v| (v.num, v.yanked))
+        .collect();
     nums.push((c.version.to_string(), false));
     let is_max = pick_max_version(&nums).is_some_and(|max| max == c.version.to_string());
     if is_max {

@@ -17,18 +17,25 @@ pub struct SearchQuery {
 const MAX_PER_PAGE: i64 = 100;
 
 /// `GET /api/v1/crates?q=…&per_page=…&page=…`
-pub async fn search(app: web::Data<App>, query: web::Query<SearchQuery>) -> AppResult<HttpResponse> {
+pub async fn search(
+    app: web::Data<App>,
+    query: web::Query<SearchQuery>,
+) -> AppResult<HttpResponse> {
     let SearchQuery { q, per_page, page } = query.into_inner();
     let per_page = per_page.unwrap_or(10);
     if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(bad_request(format!("per_page must be between 1 and {MAX_PER_PAGE}")));
+        return Err(bad_request(format!(
+            "per_page must be between 1 and {MAX_PER_PAGE}"
+        )));
     }
     let page = page.unwrap_or(1);
     if !(1..=10_000).contains(&page) {
         return Err(bad_request("page must be between 1 and 10000"));
     }
     if q.len() > 256 {
-        return Err(bad_request("the search query is longer than 256 characters"));
+        return Err(bad_request(
+            "the search query is longer than 256 characters",
+        ));
     }
     let (found, total) = app
         .db

@@ -9,12 +9,20 @@ use crate::models::{Version, audit, index_file, now};
 use crate::tokens::EndpointScope;
 
 /// `DELETE /api/v1/crates/{name}/{version}/yank`
-pub async fn yank(app: web::Data<App>, req: HttpRequest, path: web::Path<(String, String)>) -> AppResult<HttpResponse> {
+pub async fn yank(
+    app: web::Data<App>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
     set_yanked(app, req, path.into_inner(), true).await
 }
 
 /// `PUT /api/v1/crates/{name}/{version}/unyank`
-pub async fn unyank(app: web::Data<App>, req: HttpRequest, path: web::Path<(String, String)>) -> AppResult<HttpResponse> {
+pub async fn unyank(
+    app: web::Data<App>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
     set_yanked(app, req, path.into_inner(), false).await
 }
 
@@ -39,7 +47,14 @@ async fn set_yanked(
                 Version::set_yanked(conn, version.id, yanked)?;
                 index_file::rebuild(conn, krate.id, &krate.name, now)?;
                 let action = if yanked { "yank" } else { "unyank" };
-                audit::record(conn, krate.id, &auth.actor(), action, json!({ "version": version.num }), now)?;
+                audit::record(
+                    conn,
+                    krate.id,
+                    &auth.actor(),
+                    action,
+                    json!({ "version": version.num }),
+                    now,
+                )?;
             }
             Ok(())
         })

@@ -1,0 +1,121 @@
+//! The `wharf` binary's command line, run as a user would.
+
+use std::process::{Command, Output};
+
+fn wharf(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env("WHARF_DATA_DIR", data_dir)
+        .env_remove("WHARF_DATABASE_URL")
+        .env("WHARF_LOG", "warn")
+        .output()
+        .expect("run wharf")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn admin_commands_create_users_and_tokens_and_revoke_them() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = wharf(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let out = wharf(
+        dir.path(),
+        &[
+            "admin",
+            "user",
+            "add",
+            "alice",
+            "--github-id",
+            "42",
+            "--email",
+            "a@example.com",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    let out = wharf(
+        dir.path(),
+        &[
+            "admin",
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--scope",
+            "publish-new",
+            "--crate",
+            "foo-*",
+            "--expires-in",
+            "30d",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("wharf_") && last.len() == 70,
+        "token alone on the last line: {text}"
+    );
+    assert!(text.contains("created token 1"), "{text}");
+
+    let out = wharf(dir.path(), &["admin", "token", "revoke", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = wharf(dir.path(), &["admin", "token", "revoke", "1"]);
+    assert!(!out.status.success(), "revoking twice fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no live token with id 1"));
+    Ok(())
+}
+
+#[test]
+fn bad_input_fails_with_a_message_on_stderr() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (args, expected) in [
+        (
+            &["admin", "token", "create", "--user", "nobody"][..],
+            "no user `nobody`",
+        ),
+        (
+            &[
+                "admin", "token", "create", "--user", "x", "--scope", "publish",
+            ][..],
+            "unknown token scope `publish`",
+        ),
+        (
+            &["admin", "user", "add", "bad login"][..],
+            "not a valid login",
+        ),
+    ] {
+        let out = wharf(dir.path(), args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .env("WHARF_BIND", "nonsense")
+        .env("WHARF_DATA_DIR", dir.path())
+        .arg("migrate")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WHARF_BIND"));
+    Ok(())
+}
+
+#[test]
+fn help_works_everywhere() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["admin", "token", "create", "--help"],
+        &["admin", "user", "add", "--help"],
+    ] {
+        let out = wharf(dir.path(), args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+mod download;
+mod info;
+mod owners;
+mod publish;
+mod search;
+mod yank;

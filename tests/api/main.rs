@@ -1,0 +1,11 @@
+//! The integration tests: one binary, modules mirroring the URLs. Each test starts the real
+//! server on 127.0.0.1 with a fresh database.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod cli;
+mod crates;
+mod e2e_cargo;
+mod health;
+mod index;
+mod support;

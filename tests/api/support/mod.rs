@@ -1,0 +1,240 @@
+//! The test harness: a real server per test on 127.0.0.1 with a fresh database (SQLite by
+//! default; PostgreSQL when `WHARF_TEST_DATABASE_URL` is a `postgres://` URL), and helpers to
+//! build crates and publish them.
+
+#![allow(
+    dead_code,
+    reason = "each test module uses a different part of the harness"
+)]
+
+pub mod crates;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::web;
+use anyhow::Context;
+use diesel::{Connection, RunQueryDsl};
+use serde_json::Value;
+use wharf::app::App;
+use wharf::cli::{TokenCreate, UserAdd, add_user, create_token};
+use wharf::config::{Config, RawSettings};
+use wharf::startup::Application;
+
+pub use self::crates::CrateBuilder;
+
+pub struct TestApp {
+    pub base_url: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub app: web::Data<App>,
+    pub data_dir: tempfile::TempDir,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop the server's workers; the database and folder go with the test.
+        drop(handle.stop(false));
+    }
+}
+
+pub struct TestAppBuilder {
+    settings: RawSettings,
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            settings: RawSettings::default(),
+        }
+    }
+
+    pub async fn spawn() -> TestApp {
+        Self::builder().spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.app.config
+    }
+
+    /// Creates a user the way an operator would (`wharf admin user add`).
+    pub fn user(&self, login: &str) -> wharf::models::User {
+        add_user(
+            &self.app.db,
+            &UserAdd {
+                login: login.to_owned(),
+                github_id: None,
+                email: None,
+                admin: false,
+            },
+        )
+        .expect("create user")
+    }
+
+    /// An unrestricted API token for `login` (creating the user if needed).
+    pub fn token(&self, login: &str) -> String {
+        self.token_with(login, &[], &[])
+    }
+
+    pub fn token_with(&self, login: &str, scopes: &[&str], crates: &[&str]) -> String {
+        let exists = self
+            .app
+            .db
+            .blocking(|conn| Ok(wharf::models::User::by_login(conn, login)?))
+            .expect("look up user")
+            .is_some();
+        if !exists {
+            self.user(login);
+        }
+        let args = TokenCreate {
+            user: login.to_owned(),
+            name: "test".to_owned(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            crates: crates.iter().map(|s| s.to_string()).collect(),
+            expires_in: None,
+        };
+        create_token(&self.app.db, &args).expect("create token").1
+    }
+
+    pub async fn publish(&self, token: &str, krate: &CrateBuilder) -> reqwest::Response {
+        self.publish_body(token, krate.publish_body()).await
+    }
+
+    pub async fn publish_body(&self, token: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .put(self.url("/api/v1/crates/new"))
+            .header("Authorization", token)
+            .body(body)
+            .send()
+            .await
+            .expect("send publish")
+    }
+
+    /// Publishes and asserts success.
+    pub async fn publish_ok(&self, token: &str, krate: &CrateBuilder) {
+        let response = self.publish(token, krate).await;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(
+            status, 200,
+            "publish of {} {} failed: {body}",
+            krate.name, krate.version
+        );
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn index_lines(&self, name: &str) -> Vec<Value> {
+        let response = self
+            .client
+            .get(self.url(&format!("/index/{}", index_path(name))))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200, "index file of {name}");
+        let text = response.text().await.expect("body");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("index line is JSON"))
+            .collect()
+    }
+}
+
+/// cargo's index path for a crate name.
+pub fn index_path(name: &str) -> String {
+    let name = name.to_lowercase();
+    match name.len() {
+        1 => format!("1/{name}"),
+        2 => format!("2/{name}"),
+        3 => format!("3/{}/{name}", &name[..1]),
+        _ => format!("{}/{}/{name}", &name[..2], &name[2..4]),
+    }
+}
+
+/// The `detail` of the first error in an API error body.
+pub fn detail(body: &Value) -> &str {
+    body["errors"][0]["detail"]
+        .as_str()
+        .unwrap_or("<no detail>")
+}
+
+impl TestAppBuilder {
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.settings.set(key, value);
+        self
+    }
+
+    pub async fn spawn(mut self) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        self.settings.set("bind", "127.0.0.1:0");
+        self.settings
+            .set("data_dir", data_dir.path().to_string_lossy());
+        self.settings.set(
+            "database_url",
+            test_database_url(&data_dir).expect("test database"),
+        );
+        self.settings.set("database_pool_size", "4");
+        let config = Config::from_settings(&self.settings).expect("config");
+        let application = Application::build(config).expect("build app");
+        let port = application.port();
+        let app = application.app();
+        let handle = application.server_handle();
+        tokio::spawn(application.run_until_stopped());
+        TestApp {
+            base_url: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            app,
+            data_dir,
+            handle,
+        }
+    }
+}
+
+static DATABASES: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh database for one test.
+fn test_database_url(data_dir: &tempfile::TempDir) -> anyhow::Result<String> {
+    match std::env::var("WHARF_TEST_DATABASE_URL") {
+        Ok(admin_url) if admin_url.starts_with("postgres") => {
+            let name = format!(
+                "wharf_test_{}_{}_{}",
+                std::process::id(),
+                DATABASES.fetch_add(1, Ordering::SeqCst),
+                rand_suffix()
+            );
+            let mut conn = diesel::PgConnection::establish(&admin_url)
+                .with_context(|| "cannot connect to WHARF_TEST_DATABASE_URL".to_string())?;
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
+            let mut url = url::Url::parse(&admin_url)?;
+            url.set_path(&format!("/{name}"));
+            Ok(url.to_string())
+        }
+        Ok(other) if !other.is_empty() => {
+            anyhow::bail!("WHARF_TEST_DATABASE_URL must be a postgres:// URL, not {other}")
+        }
+        _ => Ok(format!(
+            "sqlite://{}",
+            data_dir.path().join("wharf.db").display()
+        )),
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
