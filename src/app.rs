@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::db::Database;
 use crate::storage::{FsStorage, Storage};
+use crate::trustpub::{TrustpubSettings, Verifier};
 
 pub struct App {
     pub config: Config,
@@ -15,6 +16,8 @@ pub struct App {
     pub storage: Arc<dyn Storage>,
     /// One HTTP client (connection pool) for every outbound call.
     pub http: reqwest::Client,
+    /// Verifies CI ID tokens; holds the per-issuer key cache.
+    pub verifier: Verifier,
 }
 
 impl App {
@@ -38,11 +41,20 @@ impl App {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
+        let verifier = Verifier::new(
+            http.clone(),
+            TrustpubSettings {
+                audience: config.trustpub.audience.clone(),
+                github_issuer: config.trustpub.github_issuer.clone(),
+                gitlab_issuers: config.trustpub.gitlab_issuers.clone(),
+            },
+        );
         Ok(Self {
             config,
             db,
             storage: Arc::new(storage),
             http,
+            verifier,
         })
     }
 }

@@ -18,6 +18,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/crates/new", web::put().to(api::crates::publish::publish))
                 .route("/crates/{name}", web::get().to(api::crates::info::info))
                 .route(
+                    "/crates/{name}",
+                    web::patch().to(api::crates::update::update),
+                )
+                .route(
                     "/crates/{name}/owners",
                     web::get().to(api::crates::owners::list),
                 )
@@ -40,6 +44,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/crates/{name}/{version}/unyank",
                     web::put().to(api::crates::yank::unyank),
+                )
+                // Trusted Publishing
+                .route(
+                    "/trusted_publishing/tokens",
+                    web::post().to(api::trustpub::tokens::exchange),
+                )
+                .route(
+                    "/trusted_publishing/tokens",
+                    web::put().to(api::trustpub::tokens::exchange),
+                )
+                .route(
+                    "/trusted_publishing/tokens",
+                    web::delete().to(api::trustpub::tokens::revoke),
+                )
+                .route(
+                    "/trusted_publishing/github_configs",
+                    web::get().to(api::trustpub::configs::list_github),
+                )
+                .route(
+                    "/trusted_publishing/github_configs",
+                    web::post().to(api::trustpub::configs::create_github),
+                )
+                .route(
+                    "/trusted_publishing/github_configs/{id}",
+                    web::delete().to(api::trustpub::configs::delete_github),
+                )
+                .route(
+                    "/trusted_publishing/gitlab_configs",
+                    web::get().to(api::trustpub::configs::list_gitlab),
+                )
+                .route(
+                    "/trusted_publishing/gitlab_configs",
+                    web::post().to(api::trustpub::configs::create_gitlab),
+                )
+                .route(
+                    "/trusted_publishing/gitlab_configs/{id}",
+                    web::delete().to(api::trustpub::configs::delete_gitlab),
                 )
                 .default_service(web::to(api::not_found_handler)),
         )

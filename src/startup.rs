@@ -41,9 +41,14 @@ impl Application {
         self.app.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s).
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s). Meanwhile
+    /// expired Trusted Publishing tokens and used `jti`s are deleted every few minutes (on
+    /// every instance; the deletes are idempotent).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
+        let result = self.server.await;
+        cleaner.abort();
+        result
     }
 
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
@@ -69,4 +74,27 @@ fn run(listener: TcpListener, app: web::Data<App>) -> anyhow::Result<Server> {
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+const CLEAN_UP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn clean_up_periodically(app: web::Data<App>) {
+    let mut interval = tokio::time::interval(CLEAN_UP_INTERVAL);
+    loop {
+        interval.tick().await;
+        let result = app
+            .db
+            .run(|conn| {
+                Ok(crate::models::trustpub_token::clean_up(
+                    conn,
+                    crate::models::now(),
+                )?)
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "expired trusted publishing tokens and jtis deleted"),
+            Err(error) => tracing::warn!(?error, "clean-up of expired tokens failed"),
+        }
+    }
 }

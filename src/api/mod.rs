@@ -3,6 +3,7 @@
 pub mod crates;
 pub mod health;
 pub mod index;
+pub mod trustpub;
 
 use actix_web::{HttpRequest, HttpResponse};
 

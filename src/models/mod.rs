@@ -6,6 +6,7 @@ pub mod crate_owner;
 pub mod index_file;
 pub mod krate;
 pub mod token;
+pub mod trustpub_config;
 pub mod trustpub_token;
 pub mod user;
 pub mod version;

@@ -95,3 +95,14 @@ pub fn clean_up(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
             .execute(conn)?;
     Ok(tokens + jtis)
 }
+
+/// The publisher details for one crate: the shared fields plus the config that matched it.
+pub fn publisher_for_crate(publisher: &serde_json::Value, crate_id: i64) -> serde_json::Value {
+    let mut detail = publisher.clone();
+    let config_id = publisher["config_ids"][crate_id.to_string()].clone();
+    if let Some(object) = detail.as_object_mut() {
+        object.remove("config_ids");
+        object.insert("config_id".to_owned(), config_id);
+    }
+    detail
+}

@@ -9,3 +9,4 @@ mod e2e_cargo;
 mod health;
 mod index;
 mod support;
+mod trustpub;

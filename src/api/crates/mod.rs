@@ -5,6 +5,7 @@ pub mod info;
 pub mod owners;
 pub mod publish;
 pub mod search;
+pub mod update;
 pub mod yank;
 
 use crate::db::DbConn;

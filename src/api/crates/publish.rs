@@ -17,6 +17,7 @@ use crate::db::{DbConn, is_unique_violation};
 use crate::errors::{AppError, AppResult, bad_request, conflict, forbidden, payload_too_large};
 use crate::models::crate_owner::NewCrateOwner;
 use crate::models::krate::NewCrate;
+use crate::models::trustpub_token::publisher_for_crate;
 use crate::models::version::{NewVersion, pick_max_version};
 use crate::models::{Crate, Version, audit, index_file, now};
 use crate::registry::crate_name::CrateName;
@@ -240,7 +241,11 @@ fn record_publish(
 
     let (published_by, published_by_user_id, trustpub) = match auth {
         Authenticated::User(user) => (user.user.login.clone(), Some(user.user.id), None),
-        Authenticated::Trustpub(tp) => (tp.actor.clone(), None, Some(tp.publisher.to_string())),
+        Authenticated::Trustpub(tp) => (
+            tp.actor.clone(),
+            None,
+            Some(publisher_for_crate(&tp.publisher, krate.id).to_string()),
+        ),
     };
     let deps = serde_json::to_string(&c.deps)?;
     let version = NewVersion {
@@ -278,7 +283,7 @@ fn record_publish(
     index_file::rebuild(conn, krate.id, &krate.name, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });
     if let Authenticated::Trustpub(tp) = auth {
-        detail["trustpub"] = tp.publisher.clone();
+        detail["trustpub"] = publisher_for_crate(&tp.publisher, krate.id);
     }
     audit::record(conn, krate.id, &auth.actor(), "publish", detail, now)?;
     Ok(())

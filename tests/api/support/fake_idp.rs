@@ -135,6 +135,8 @@ struct State {
     discovery_fetches: AtomicUsize,
     request_token: String,
     id_token_overrides: Mutex<Value>,
+    /// GitHub REST API accounts (`GET /users/{login}`): lowercased login → numeric id.
+    accounts: Mutex<HashMap<String, i64>>,
 }
 
 impl State {
@@ -306,6 +308,10 @@ impl FakeIdp {
             discovery_fetches: AtomicUsize::new(0),
             request_token: format!("fake-request-token-{:032x}", rand::random::<u128>()),
             id_token_overrides: Mutex::new(json!({})),
+            accounts: Mutex::new(HashMap::from([(
+                GITHUB_OWNER.to_lowercase(),
+                GITHUB_OWNER_ID,
+            )])),
         });
 
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -324,6 +330,7 @@ impl FakeIdp {
                             )
                             .route("/.well-known/jwks", web::get().to(jwks))
                             .route("/_apis/idtoken", web::get().to(id_token))
+                            .route("/users/{login}", web::get().to(github_user))
                     })
                     .workers(1)
                     .disable_signals()
@@ -340,6 +347,23 @@ impl FakeIdp {
             .expect("spawning the fake IdP's thread");
         let handle = receiver.recv().expect("the fake IdP did not start");
         FakeIdp { state, handle }
+    }
+
+    /// The GitHub REST API answers `GET /users/{login}` with this id (a re-created account
+    /// gets a new one).
+    pub fn set_account(&self, login: &str, id: i64) {
+        self.accounts().insert(login.to_lowercase(), id);
+    }
+
+    pub fn remove_account(&self, login: &str) {
+        self.accounts().remove(&login.to_lowercase());
+    }
+
+    fn accounts(&self) -> MutexGuard<'_, HashMap<String, i64>> {
+        self.state
+            .accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn provider(&self) -> Provider {
@@ -543,4 +567,24 @@ async fn id_token(
         .cloned()
         .unwrap_or_else(|| format!("https://github.com/{GITHUB_OWNER}"));
     HttpResponse::Ok().json(json!({ "value": state.mint_for_request(&audience) }))
+}
+
+/// GitHub's `GET /users/{login}`: `{"login", "id"}` or 404.
+async fn github_user(state: web::Data<State>, path: web::Path<String>) -> HttpResponse {
+    if state.down.load(Ordering::SeqCst) {
+        return HttpResponse::InternalServerError().finish();
+    }
+    let login = path.into_inner();
+    let id = state
+        .accounts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&login.to_lowercase())
+        .copied();
+    match id {
+        Some(id) => {
+            HttpResponse::Ok().json(json!({ "login": login, "id": id, "type": "Organization" }))
+        }
+        None => HttpResponse::NotFound().json(json!({ "message": "Not Found" })),
+    }
 }

@@ -8,6 +8,7 @@
 )]
 
 pub mod crates;
+pub mod fake_idp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -148,6 +149,82 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The audience ID tokens must carry for this server.
+    pub fn audience(&self) -> String {
+        self.config().trustpub.audience.clone()
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/v1/trusted_publishing/tokens`.
+    pub async fn exchange(&self, jwt: &str) -> (u16, Value) {
+        self.post_json(
+            "/api/v1/trusted_publishing/tokens",
+            None,
+            &serde_json::json!({ "jwt": jwt }),
+        )
+        .await
+    }
+
+    /// Adds a GitHub publisher config for the fake IdP's default repository and workflow.
+    pub async fn add_github_config(
+        &self,
+        token: &str,
+        krate: &str,
+        environment: Option<&str>,
+    ) -> Value {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/trusted_publishing/github_configs",
+                Some(token),
+                &serde_json::json!({ "github_config": {
+                    "crate": krate,
+                    "repository_owner": fake_idp::GITHUB_OWNER,
+                    "repository_name": fake_idp::GITHUB_REPO,
+                    "workflow_filename": fake_idp::GITHUB_WORKFLOW,
+                    "environment": environment,
+                }}),
+            )
+            .await;
+        assert_eq!(status, 200, "adding a GitHub config: {body}");
+        body
+    }
+
+    /// Adds a GitLab publisher config for the fake IdP's default project.
+    pub async fn add_gitlab_config(
+        &self,
+        token: &str,
+        krate: &str,
+        namespace: &str,
+        environment: Option<&str>,
+    ) -> Value {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/trusted_publishing/gitlab_configs",
+                Some(token),
+                &serde_json::json!({ "gitlab_config": {
+                    "crate": krate,
+                    "namespace": namespace,
+                    "project": fake_idp::GITLAB_PROJECT,
+                    "workflow_filepath": fake_idp::GITLAB_CI_CONFIG,
+                    "environment": environment,
+                }}),
+            )
+            .await;
+        assert_eq!(status, 200, "adding a GitLab config: {body}");
+        body
+    }
+}
+
 /// cargo's index path for a crate name.
 pub fn index_path(name: &str) -> String {
     let name = name.to_lowercase();
@@ -167,6 +244,20 @@ pub fn detail(body: &Value) -> &str {
 }
 
 impl TestAppBuilder {
+    /// Trusts `idp` as the GitHub Actions issuer and uses it as the GitHub REST API.
+    pub fn github_idp(self, idp: &fake_idp::FakeIdp) -> Self {
+        self.set("trustpub_github_issuer", idp.issuer())
+            .set("github_api_url", idp.issuer())
+    }
+
+    /// Trusts `idp` as a (self-managed) GitLab issuer besides gitlab.com.
+    pub fn gitlab_idp(self, idp: &fake_idp::FakeIdp) -> Self {
+        self.set(
+            "trustpub_gitlab_issuers",
+            format!("https://gitlab.com,{}", idp.issuer()),
+        )
+    }
+
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
         self.settings.set(key, value);
         self

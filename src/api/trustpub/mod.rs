@@ -1,0 +1,36 @@
+//! `/api/v1/trusted_publishing/…`: the token exchange and publisher config management,
+//! compatible with crates.io's API.
+
+pub mod configs;
+pub mod tokens;
+
+use actix_web::HttpRequest;
+
+use crate::app::App;
+use crate::auth::{Authenticated, RawToken};
+use crate::errors::{AppResult, forbidden};
+use crate::models::{User, now};
+use crate::tokens::EndpointScope;
+
+/// The user managing Trusted Publishing: the holder of an API token with the
+/// `trusted-publishing` scope (whose crate scopes must allow `crate_name`, when known).
+pub async fn manager(app: &App, req: &HttpRequest, crate_name: Option<String>) -> AppResult<User> {
+    if req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .is_none()
+    {
+        return Err(forbidden(
+            "managing Trusted Publishing requires an API token with the `trusted-publishing` scope, or a logged-in session",
+        ));
+    }
+    let raw = RawToken::from_request(req)?;
+    app.db
+        .run(move |conn| {
+            let auth = Authenticated::resolve(conn, &raw, now())?;
+            let user =
+                auth.user_with_scope(EndpointScope::TrustedPublishing, crate_name.as_deref())?;
+            Ok(user.user.clone())
+        })
+        .await
+}

@@ -1,0 +1,169 @@
+//! `POST|PUT /api/v1/trusted_publishing/tokens`: exchange a CI ID token for a short-lived
+//! publish token; `DELETE`: revoke it.
+//!
+//! The walk-through: verify the ID token (signature, issuer, audience, times, `jti` present),
+//! then in one transaction find the publisher configs of its repository or project, match
+//! them, mark the `jti` used (the primary key makes exactly one of two racing requests win,
+//! across every instance on the database), mint the token and write the audit log. A failed
+//! match rolls back before the `jti` is used, so a fixed config can be retried with the same
+//! ID token.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::auth::RawToken;
+use crate::db::DbConn;
+use crate::errors::{AppResult, bad_request, forbidden, internal, service_unavailable};
+use crate::models::audit::{self, Actor};
+use crate::models::now;
+use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
+use crate::models::trustpub_token::{self, NewTrustpubToken};
+use crate::tokens;
+use crate::trustpub::{self, Match, MatchError, VerifiedIdentity};
+
+#[derive(Deserialize)]
+pub struct ExchangeBody {
+    jwt: String,
+}
+
+pub async fn exchange(
+    app: web::Data<App>,
+    body: web::Json<ExchangeBody>,
+) -> AppResult<HttpResponse> {
+    let identity = app.verifier.verify(&body.jwt).await.map_err(|e| {
+        if e.is_unavailable() {
+            service_unavailable(e)
+        } else {
+            bad_request(e)
+        }
+    })?;
+    let ttl = chrono::Duration::from_std(app.config.trustpub.token_ttl).map_err(internal)?;
+    let (token, hash) = tokens::generate(tokens::TRUSTPUB_TOKEN_PREFIX);
+    let crates = app
+        .db
+        .transaction(move |conn| {
+            let now = now();
+            let matches = match_configs(conn, &identity)?;
+            let jti_hash = jti_hash(identity.issuer(), identity.jti());
+            let replay_until = identity.replay_window_ends_at().naive_utc();
+            if !trustpub_token::claim_jti(conn, &jti_hash, replay_until)? {
+                return Err(bad_request(
+                    "this ID token has already been exchanged; each ID token can be used once. Request a fresh ID token from your CI platform",
+                ));
+            }
+            for m in &matches {
+                if let Some(namespace_id) = m.capture_namespace_id {
+                    GitLabConfig::capture_namespace_id(conn, m.publisher_id, namespace_id)?;
+                }
+            }
+            let publisher = publisher_json(&identity, &matches);
+            NewTrustpubToken {
+                token_hash: &hash,
+                crate_ids: matches.iter().map(|m| m.crate_id.to_string()).collect::<Vec<_>>().join(","),
+                actor: identity.actor(),
+                publisher: publisher.to_string(),
+                created_at: now,
+                expires_at: now + ttl,
+            }
+            .insert(conn)?;
+            let actor = Actor { name: identity.actor().to_owned(), user_id: None };
+            for m in &matches {
+                let mut detail = trustpub_token::publisher_for_crate(&publisher, m.crate_id);
+                detail["expires_at"] = json!((now + ttl).and_utc());
+                audit::record(conn, m.crate_id, &actor, "trustpub_exchange", detail, now)?;
+            }
+            Ok(matches.into_iter().map(|m| m.crate_name).collect::<Vec<_>>())
+        })
+        .await?;
+    tracing::info!(crates = ?crates, "trusted publishing token minted");
+    Ok(HttpResponse::Ok().json(json!({ "token": token })))
+}
+
+fn match_configs(conn: &mut DbConn, identity: &VerifiedIdentity) -> AppResult<Vec<Match>> {
+    let matched: Result<Vec<Match>, MatchError> = match identity {
+        VerifiedIdentity::GitHub(claims) => {
+            let (owner, name) = claims
+                .repository
+                .split_once('/')
+                .unwrap_or((&claims.repository, ""));
+            let publishers = GitHubConfig::publishers_for_repository(conn, owner, name)?;
+            trustpub::github::match_publishers(claims, &publishers)
+        }
+        VerifiedIdentity::GitLab(claims) => {
+            let (namespace, project) = claims
+                .project_path
+                .rsplit_once('/')
+                .unwrap_or(("", &claims.project_path));
+            let publishers = GitLabConfig::publishers_for_project(conn, namespace, project)?;
+            trustpub::gitlab::match_publishers(claims, &publishers)
+        }
+    };
+    let matches = matched.map_err(bad_request)?;
+    if matches.is_empty() {
+        // The matchers explain a miss; an empty success would be a bug, and must not mint.
+        return Err(bad_request(format!(
+            "No Trusted Publishing config matches `{}`",
+            identity.repository()
+        )));
+    }
+    Ok(matches)
+}
+
+/// The `jti` is remembered per issuer, hashed so its length is fixed.
+fn jti_hash(issuer: &str, jti: &str) -> String {
+    hex::encode(Sha256::digest(format!("{issuer}\n{jti}").as_bytes()))
+}
+
+/// What every publish with this token records (SPEC §5), with the matched config per crate.
+fn publisher_json(identity: &VerifiedIdentity, matches: &[Match]) -> Value {
+    let config_ids: BTreeMap<String, i64> = matches
+        .iter()
+        .map(|m| (m.crate_id.to_string(), m.publisher_id))
+        .collect();
+    let mut publisher = json!({
+        "provider": identity.provider().as_str(),
+        "issuer": identity.issuer(),
+        "repository": identity.repository(),
+        "workflow": identity.workflow(),
+        "environment": identity.environment(),
+        "run_id": identity.run_id().to_string(),
+        "run_url": identity.run_url(),
+        "sha": identity.sha(),
+        "ref": identity.git_ref(),
+        "actor": identity.actor(),
+        "config_ids": config_ids,
+    });
+    if let VerifiedIdentity::GitLab(claims) = identity {
+        publisher["project"] = json!(claims.project_path);
+        publisher["pipeline_id"] = json!(claims.pipeline_id.to_string());
+        publisher["job_id"] = json!(claims.job_id.to_string());
+    }
+    publisher
+}
+
+/// `DELETE /api/v1/trusted_publishing/tokens`: revokes the token in `Authorization`.
+pub async fn revoke(app: web::Data<App>, req: HttpRequest) -> AppResult<HttpResponse> {
+    let raw = RawToken::from_request(&req)?;
+    if !raw.is_trustpub() {
+        return Err(bad_request(
+            "only Trusted Publishing tokens (wharf_tp_…) are revoked here; revoke API tokens in the token settings",
+        ));
+    }
+    let hash = raw.hash();
+    let revoked = app
+        .db
+        .run(move |conn| Ok(trustpub_token::revoke(conn, &hash)?))
+        .await?;
+    if revoked {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(forbidden(
+            "the Trusted Publishing token is invalid, revoked or expired",
+        ))
+    }
+}

@@ -1,0 +1,324 @@
+//! `POST /api/v1/trusted_publishing/tokens` over HTTP: matching, single use, errors.
+
+use serde_json::{Value, json};
+
+use crate::support::fake_idp::{self, FakeIdp, Provider};
+use crate::support::{CrateBuilder, TestApp, detail};
+
+async fn github_setup() -> (FakeIdp, TestApp, String) {
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder().github_idp(&idp).spawn().await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    (idp, app, owner)
+}
+
+#[tokio::test]
+async fn a_github_id_token_is_exchanged_and_publishes_a_version_recording_the_actor()
+-> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    let config = app.add_github_config(&owner, "widget", None).await;
+    assert_eq!(
+        config["github_config"]["repository_owner_id"],
+        fake_idp::GITHUB_OWNER_ID
+    );
+
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("wharf_tp_"));
+
+    app.publish_ok(&token, &CrateBuilder::new("widget", "1.1.0"))
+        .await;
+    let (_, info) = app.get_json("/api/v1/crates/widget").await;
+    let version = &info["versions"][0];
+    assert_eq!(version["num"], "1.1.0");
+    assert_eq!(version["published_by"]["login"], fake_idp::GITHUB_ACTOR);
+    assert_eq!(version["published_by"]["kind"], "trusted_publishing");
+    let tp = &version["trustpub"];
+    assert_eq!(tp["provider"], "github");
+    assert_eq!(tp["repository"], "octo-org/widget");
+    assert_eq!(tp["workflow"], "release.yml");
+    assert_eq!(tp["run_id"], fake_idp::GITHUB_RUN_ID.to_string());
+    assert_eq!(tp["sha"], fake_idp::SHA);
+    assert_eq!(tp["config_id"], config["github_config"]["id"]);
+    assert!(
+        tp["run_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/octo-org/widget/actions/runs/4242424242/attempts/1")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_gitlab_id_token_from_a_subgroup_is_exchanged_and_the_namespace_id_captured()
+-> anyhow::Result<()> {
+    let idp = FakeIdp::start(Provider::GitLab);
+    let app = TestApp::builder().gitlab_idp(&idp).spawn().await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    app.add_gitlab_config(&owner, "widget", "Acme/Tools", Some("production"))
+        .await;
+    let project_path = "acme/tools/widget";
+    let claims = |namespace_id: &str| {
+        idp.gitlab_claims(
+            &app.audience(),
+            json!({
+                "project_path": project_path,
+                "namespace_path": "acme/tools",
+                "namespace_id": namespace_id,
+                "environment": "Production",
+                "ci_config_ref_uri": idp.gitlab_ci_config_ref_uri(project_path, ".gitlab-ci.yml"),
+            }),
+        )
+    };
+    let (status, body) = app.exchange(&idp.sign(&claims("72"))).await;
+    assert_eq!(status, 200, "{body}");
+    app.publish_ok(
+        body["token"].as_str().unwrap(),
+        &CrateBuilder::new("widget", "1.1.0"),
+    )
+    .await;
+    let (_, info) = app.get_json("/api/v1/crates/widget").await;
+    assert_eq!(
+        info["versions"][0]["published_by"]["login"],
+        fake_idp::GITLAB_USER
+    );
+    assert_eq!(info["versions"][0]["trustpub"]["provider"], "gitlab");
+    assert_eq!(
+        info["versions"][0]["trustpub"]["job_id"],
+        fake_idp::GITLAB_JOB_ID.to_string()
+    );
+
+    // A group of the same name re-created later has a new ID: no longer trusted.
+    let (status, body) = app.exchange(&idp.sign(&claims("999"))).await;
+    assert_eq!(status, 400);
+    insta::assert_snapshot!(detail(&body).to_owned());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replayed_jti_is_refused() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", None).await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    assert_eq!(app.exchange(&jwt).await.0, 200);
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 400);
+    insta::assert_snapshot!(detail(&body).to_owned(), @"this ID token has already been exchanged; each ID token can be used once. Request a fresh ID token from your CI platform");
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_exchanges_of_one_id_token_mint_exactly_one_token() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", None).await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/trusted_publishing/tokens");
+        let jwt = jwt.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = client.post(url).json(&json!({ "jwt": jwt })).send().await?;
+            anyhow::Ok(response.status().as_u16())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await??);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_match_does_not_burn_the_jti() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 400);
+    insta::assert_snapshot!("no_config", detail(&body).to_owned());
+    app.add_github_config(&owner, "widget", None).await;
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(
+        status, 200,
+        "the same ID token works once the config exists: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn mismatches_name_the_field_and_what_the_configs_expect() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", Some("production"))
+        .await;
+    let cases: [(&str, Value); 4] = [
+        (
+            "workflow",
+            json!({ "workflow_ref": "octo-org/widget/.github/workflows/ci.yml@refs/heads/main" }),
+        ),
+        ("environment_differs", json!({ "environment": "staging" })),
+        ("environment_missing", json!({})),
+        (
+            "owner_id",
+            json!({ "repository_owner_id": "9999", "environment": "production" }),
+        ),
+    ];
+    for (name, overrides) in cases {
+        let (status, body) = app
+            .exchange(&idp.sign(&idp.github_claims(&app.audience(), overrides)))
+            .await;
+        assert_eq!(status, 400, "{name}");
+        insta::assert_snapshot!(name, detail(&body).to_owned());
+    }
+    let (status, _) = app
+        .exchange(&idp.sign(&idp.github_claims(
+            &app.audience(),
+            json!({ "environment": "PRODUCTION", "repository": "Octo-Org/Widget" }),
+        )))
+        .await;
+    assert_eq!(status, 200, "case-insensitive repository and environment");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reusable_workflow_elsewhere_does_not_change_what_is_matched() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", None).await;
+    // The caller's workflow is ci.yml; it calls the configured release.yml as a reusable one.
+    let overrides = json!({
+        "workflow_ref": "octo-org/widget/.github/workflows/ci.yml@refs/heads/main",
+        "job_workflow_ref": "octo-org/widget/.github/workflows/release.yml@refs/heads/main",
+    });
+    let (status, body) = app
+        .exchange(&idp.sign(&idp.github_claims(&app.audience(), overrides)))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn hostile_and_broken_tokens_are_refused_without_minting() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", None).await;
+    let audience = app.audience();
+    let now = chrono::Utc::now().timestamp();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg_none",
+            fake_idp::unsigned(
+                &json!({ "alg": "none", "typ": "JWT" }),
+                &idp.github_claims(&audience, json!({})),
+            ),
+        ),
+        (
+            "wrong_audience",
+            idp.sign(&idp.github_claims("elsewhere.example", json!({}))),
+        ),
+        (
+            "audience_list",
+            idp.sign(&idp.github_claims(&audience, json!({ "aud": [audience.clone()] }))),
+        ),
+        (
+            "expired",
+            idp.sign(&idp.github_claims(
+                &audience,
+                json!({ "exp": now - 600, "iat": now - 900, "nbf": now - 900 }),
+            )),
+        ),
+        (
+            "not_yet_valid",
+            idp.sign(&idp.github_claims(&audience, json!({ "nbf": now + 600 }))),
+        ),
+        (
+            "missing_jti",
+            idp.sign(&idp.github_claims(&audience, json!({ "jti": null }))),
+        ),
+        (
+            "pull_request_target",
+            idp.sign(&idp.github_claims(&audience, json!({ "event_name": "pull_request_target" }))),
+        ),
+        (
+            "workflow_run",
+            idp.sign(&idp.github_claims(&audience, json!({ "event_name": "workflow_run" }))),
+        ),
+        ("garbage", "not.a.jwt".to_owned()),
+        ("oversized", "a".repeat(20_000)),
+    ];
+    for (name, jwt) in cases {
+        let (status, body) = app.exchange(&jwt).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.get("token").is_none());
+        insta::with_settings!({ filters => vec![
+            (r"127\.0\.0\.1:\d+", "[audience]"),
+            (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "[time]"),
+        ]}, {
+            insta::assert_snapshot!(format!("hostile_{name}"), detail(&body).to_owned());
+        });
+    }
+    let other = FakeIdp::start(Provider::GitHub);
+    let (status, body) = app
+        .exchange(&other.sign(&other.github_claims(&audience, json!({}))))
+        .await;
+    assert_eq!(status, 400, "an issuer not on the allow-list: {body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_identity_provider_that_is_down_is_a_503_and_never_an_accept() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", None).await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    idp.set_down(true);
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 503, "{body}");
+    idp.set_down(false);
+    idp.set_broken_jwks(true);
+    let (status, _) = app.exchange(&jwt).await;
+    assert_eq!(status, 503);
+    idp.set_broken_jwks(false);
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(
+        status, 200,
+        "the ID token was not burned by the outage: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_exchange_is_in_the_audit_log() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", None).await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    assert_eq!(app.exchange(&jwt).await.0, 200);
+    let actions = app.app.db.blocking(|conn| {
+        let krate = wharf::models::Crate::by_name(conn, "widget")?.unwrap();
+        Ok(wharf::models::audit::for_crate(conn, krate.id, 10)?)
+    })?;
+    let names: Vec<_> = actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.actor.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("trustpub_exchange", "octocat"),
+            ("trustpub_github_add", "alice"),
+            ("publish", "alice")
+        ]
+    );
+    Ok(())
+}

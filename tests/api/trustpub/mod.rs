@@ -1,0 +1,5 @@
+mod configs;
+mod e2e;
+mod exchange;
+mod scopes;
+mod verify;
