@@ -50,6 +50,9 @@ cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+log "build (the credential-provider end-to-end tests run the built provider binary)"
+cargo build --workspace --quiet
+
 log "tests on SQLite"
 cargo test --workspace
 

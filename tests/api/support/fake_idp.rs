@@ -137,6 +137,8 @@ struct State {
     id_token_overrides: Mutex<Value>,
     /// GitHub REST API accounts (`GET /users/{login}`): lowercased login → numeric id.
     accounts: Mutex<HashMap<String, i64>>,
+    /// When each GitHub Actions ID-token request was answered.
+    id_token_requests: Mutex<Vec<std::time::SystemTime>>,
 }
 
 impl State {
@@ -312,6 +314,7 @@ impl FakeIdp {
                 GITHUB_OWNER.to_lowercase(),
                 GITHUB_OWNER_ID,
             )])),
+            id_token_requests: Mutex::new(Vec::new()),
         });
 
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -364,6 +367,15 @@ impl FakeIdp {
             .accounts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The times at which the GitHub Actions ID-token endpoint minted a token.
+    pub fn id_token_requests(&self) -> Vec<std::time::SystemTime> {
+        self.state
+            .id_token_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn provider(&self) -> Provider {
@@ -566,6 +578,11 @@ async fn id_token(
         .get("audience")
         .cloned()
         .unwrap_or_else(|| format!("https://github.com/{GITHUB_OWNER}"));
+    state
+        .id_token_requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(std::time::SystemTime::now());
     HttpResponse::Ok().json(json!({ "value": state.mint_for_request(&audience) }))
 }
 
