@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::errors::{json_config_error, path_config_error, query_config_error};
 use crate::router;
+use crate::telemetry::RequestSpan;
 
 /// Largest JSON body of any API call other than publish.
 const JSON_LIMIT: usize = 64 * 1024;
@@ -59,7 +60,7 @@ impl Application {
 fn run(listener: TcpListener, app: web::Data<App>) -> anyhow::Result<Server> {
     let server = HttpServer::new(move || {
         ActixApp::new()
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(app.clone())
             .app_data(
                 web::JsonConfig::default()

@@ -1,6 +1,13 @@
-//! Logging: `tracing` with the `WHARF_LOG` filter, as text or JSON lines.
+//! Logging: `tracing` with the `WHARF_LOG` filter, as text or JSON lines, and one span per
+//! request whose close is the request's log line (method, route, path, status, duration). The
+//! query string is left out of it: it can carry OAuth codes.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use tracing::Span;
+use tracing_actix_web::RootSpanBuilder;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::LogConfig;
 
@@ -14,12 +21,41 @@ pub fn init(config: &LogConfig) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE)
         .with_writer(std::io::stderr);
     let result = if config.json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
-    // A second init (tests) keeps the first subscriber.
-    let _ = result;
+    if result.is_err() {
+        // A subscriber was set already (as in tests, which start many servers); keep it.
+    }
+}
+
+/// The root span of every request.
+pub struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let route = request.match_pattern().unwrap_or_else(|| "-".to_owned());
+        tracing::info_span!(
+            "request",
+            http.method = %request.method(),
+            http.route = %route,
+            http.path = %request.path(),
+            http.status_code = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("http.status_code", status.as_u16());
+    }
 }
