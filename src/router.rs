@@ -1,8 +1,10 @@
 //! Every route, in one place.
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use crate::api;
+use crate::pages;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(api::health::health))
@@ -83,6 +85,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::delete().to(api::trustpub::configs::delete_gitlab),
                 )
                 .default_service(web::to(api::not_found_handler)),
+        );
+    pages_routes(cfg);
+}
+
+/// The web app (server-rendered HTML).
+fn pages_routes(cfg: &mut web::ServiceConfig) {
+    use pages::{crate_page, crate_settings as cs, history, home, login, me, static_files, tokens};
+    cfg.route("/", web::get().to(home::home))
+        .route("/search", web::get().to(home::search))
+        .route("/static/wharf.css", web::get().to(static_files::stylesheet))
+        // login
+        .route("/login", web::get().to(login::login_page))
+        .route("/login/github", web::get().to(login::start))
+        .route("/login/github/callback", web::get().to(login::callback))
+        .route("/logout", web::post().to(login::logout))
+        // the user's own pages, behind the login guard
+        .service(
+            web::resource("/me")
+                .wrap(from_fn(pages::session::require_login))
+                .route(web::get().to(me::dashboard)),
         )
-        .default_service(web::to(api::not_found_handler));
+        .service(
+            web::scope("/settings")
+                .wrap(from_fn(pages::session::require_login))
+                .route("/tokens", web::get().to(tokens::list))
+                .route("/tokens", web::post().to(tokens::create))
+                .route("/tokens/{id}/revoke", web::post().to(tokens::revoke)),
+        )
+        // crates: public pages
+        .route("/crates/{name}", web::get().to(crate_page::show))
+        .route("/crates/{name}/history", web::get().to(history::history))
+        // crate settings: owners only (checked in every handler against current ownership)
+        .service(
+            web::scope("/crates/{name}/settings")
+                .wrap(from_fn(pages::session::require_login))
+                .route("", web::get().to(cs::show))
+                .route("/trustpub-only", web::post().to(cs::set_trustpub_only))
+                .route("/github", web::post().to(cs::add_github))
+                .route("/gitlab", web::post().to(cs::add_gitlab))
+                .route("/{kind}/{id}/remove", web::get().to(cs::confirm_remove))
+                .route("/{kind}/{id}/remove", web::post().to(cs::remove))
+                .route("/owners", web::post().to(cs::add_owner))
+                .route("/owners/remove", web::post().to(cs::remove_owner)),
+        )
+        .default_service(web::to(pages::errors::not_found_page));
 }

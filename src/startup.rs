@@ -3,16 +3,24 @@
 
 use std::net::TcpListener;
 
+use std::path::Path;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{CookieContentSecurity, PersistentSession};
+use actix_session::storage::CookieSessionStore;
+use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{App as ActixApp, HttpServer, web};
-use anyhow::Context;
+use anyhow::{Context, bail};
+use base64::Engine as _;
 use tracing_actix_web::TracingLogger;
 
 use crate::app::App;
 use crate::config::Config;
 use crate::errors::{json_config_error, path_config_error, query_config_error};
-use crate::router;
 use crate::telemetry::RequestSpan;
+use crate::{pages, router};
 
 /// Largest JSON body of any API call other than publish.
 const JSON_LIMIT: usize = 64 * 1024;
@@ -29,8 +37,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
         config.set_bound_port(port)?;
+        let session_key = load_session_key(&config)?;
         let app = web::Data::new(App::build(config)?);
-        let server = run(listener, app.clone())?;
+        let server = run(listener, app.clone(), session_key)?;
         Ok(Self { port, server, app })
     }
 
@@ -57,9 +66,37 @@ impl Application {
     }
 }
 
-fn run(listener: TcpListener, app: web::Data<App>) -> anyhow::Result<Server> {
+/// The Content-Security-Policy of every response: no script at all, styles and images from
+/// this site (avatars from https hosts), forms only to this site, never framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// How long a login lasts.
+const SESSION_DAYS: i64 = 14;
+
+fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::Result<Server> {
+    let secure_cookies = app.config.is_https();
     let server = HttpServer::new(move || {
+        let sessions =
+            SessionMiddleware::builder(CookieSessionStore::default(), session_key.clone())
+                .cookie_name("wharf_session".to_owned())
+                .cookie_secure(secure_cookies)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".to_owned())
+                .cookie_content_security(CookieContentSecurity::Private)
+                .session_lifecycle(
+                    PersistentSession::default()
+                        .session_ttl(actix_web::cookie::time::Duration::days(SESSION_DAYS)),
+                )
+                .build();
+        let headers = DefaultHeaders::new()
+            .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+            .add(("X-Content-Type-Options", "nosniff"))
+            .add(("Referrer-Policy", "same-origin"))
+            .add(("X-Frame-Options", "DENY"));
         ActixApp::new()
+            .wrap(sessions)
+            .wrap(headers)
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(app.clone())
             .app_data(
@@ -67,7 +104,13 @@ fn run(listener: TcpListener, app: web::Data<App>) -> anyhow::Result<Server> {
                     .limit(JSON_LIMIT)
                     .error_handler(|e, _| json_config_error(e)),
             )
-            .app_data(web::QueryConfig::default().error_handler(|e, _| query_config_error(e)))
+            .app_data(web::QueryConfig::default().error_handler(|e, req| {
+                if pages::is_page_request(req) {
+                    pages::errors::bad_query(e)
+                } else {
+                    query_config_error(e)
+                }
+            }))
             .app_data(web::PathConfig::default().error_handler(|e, _| path_config_error(e)))
             .configure(router::configure)
     })
@@ -97,5 +140,112 @@ async fn clean_up_periodically(app: web::Data<App>) {
             Ok(rows) => tracing::info!(rows, "expired trusted publishing tokens and jtis deleted"),
             Err(error) => tracing::warn!(?error, "clean-up of expired tokens failed"),
         }
+    }
+}
+
+/// The shortest session key accepted (the cookie key derives signing and encryption keys).
+pub const MIN_SESSION_KEY_BYTES: usize = 64;
+const SESSION_KEY_FILE: &str = "session.key";
+
+/// The key for session cookies: `WHARF_SESSION_KEY` (hex or base64, at least 64 bytes), or one
+/// generated on the first start and kept in `$WHARF_DATA_DIR/session.key` (mode 0600).
+pub fn load_session_key(config: &Config) -> anyhow::Result<Key> {
+    let bytes = match &config.session_key {
+        Some(secret) => decode_session_key(secret.expose())?,
+        None => session_key_from_file(&config.data_dir)?,
+    };
+    Ok(Key::from(&bytes))
+}
+
+fn decode_session_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    let text = text.trim();
+    let bytes = hex::decode(text)
+        .ok()
+        .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .or_else(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text)
+                .ok()
+        })
+        .context(
+            "WHARF_SESSION_KEY must be hex or base64 (generate one with `openssl rand -hex 64`)",
+        )?;
+    if bytes.len() < MIN_SESSION_KEY_BYTES {
+        bail!(
+            "WHARF_SESSION_KEY must hold at least {MIN_SESSION_KEY_BYTES} bytes, it has {} (generate one with `openssl rand -hex 64`)",
+            bytes.len()
+        );
+    }
+    Ok(bytes)
+}
+
+fn session_key_from_file(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(SESSION_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return decode_session_key(&text)
+                .with_context(|| format!("in the session key file {}", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", path.display()));
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    let mut bytes = vec![0u8; MIN_SESSION_KEY_BYTES];
+    rand::Rng::fill(&mut rand::rng(), bytes.as_mut_slice());
+    write_private_file(&path, &hex::encode(&bytes))?;
+    tracing::info!(path = %path.display(), "generated a session key");
+    Ok(bytes)
+}
+
+/// Creates `path` (which must not exist) readable and writable by the owner only.
+fn write_private_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(content.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_must_be_long_enough() {
+        assert!(decode_session_key(&"ab".repeat(63)).is_err());
+        assert!(decode_session_key(&"ab".repeat(64)).is_ok());
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+        assert!(decode_session_key(&b64).is_ok());
+        assert!(decode_session_key("not a key").is_err());
+    }
+
+    #[test]
+    fn a_generated_session_key_is_kept_private_and_reused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let first = session_key_from_file(dir.path())?;
+        let second = session_key_from_file(dir.path())?;
+        assert_eq!(first, second);
+        assert_eq!(first.len(), MIN_SESSION_KEY_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(SESSION_KEY_FILE))?
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        Ok(())
     }
 }

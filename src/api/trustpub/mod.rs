@@ -12,9 +12,19 @@ use crate::errors::{AppResult, forbidden};
 use crate::models::{User, now};
 use crate::tokens::EndpointScope;
 
-/// The user managing Trusted Publishing: the holder of an API token with the
-/// `trusted-publishing` scope (whose crate scopes must allow `crate_name`, when known).
+/// The user managing Trusted Publishing: a logged-in session whose `X-CSRF-Token` header
+/// matches (see [`crate::pages::session::api_session_user`]), or the holder of an API token with
+/// the `trusted-publishing` scope (whose crate scopes must allow `crate_name`, when known).
 pub async fn manager(app: &App, req: &HttpRequest, crate_name: Option<String>) -> AppResult<User> {
+    if let Some(user_id) = crate::pages::session::api_session_user(req)? {
+        return app
+            .db
+            .run(move |conn| {
+                User::by_id(conn, user_id)
+                    .map_err(|_| forbidden("the session's user no longer exists; log in again"))
+            })
+            .await;
+    }
     if req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

@@ -1,0 +1,632 @@
+//! `/crates/{name}/settings`: for owners only. Trusted publishers (list, add GitHub, add
+//! GitLab, remove with a confirmation step), "require Trusted Publishing", owners, and the
+//! crate's audit log.
+//!
+//! The rules for publisher configs live in [`crate::publishers`] (shared with the JSON API):
+//! these handlers call it and only turn its answers into forms, field errors and redirects.
+//! Every handler checks ownership at the time of the request, so a crafted POST from a
+//! non-owner is refused with 403 like the page itself.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde_json::{Value, json};
+
+use super::session::{self, CsrfForm, CurrentUser, Layout};
+use super::{PageResult, format_time, render_with_status, see_other};
+use crate::app::App;
+use crate::errors::{AppError, AppResult, bad_request, forbidden, not_found};
+use crate::models::crate_owner::{self, NewCrateOwner};
+use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
+use crate::models::{Crate, User, audit, now};
+use crate::publishers::{self, ConfigKind, FieldError, GitHubConfigInput, GitLabConfigInput};
+
+const AUDIT_ROWS: i64 = 100;
+
+/// Field values and the error next to each field, plus one error for the whole form.
+#[derive(Default)]
+pub struct FormState {
+    values: HashMap<&'static str, String>,
+    errors: HashMap<&'static str, String>,
+    pub form_error: Option<String>,
+}
+
+impl FormState {
+    pub fn value(&self, field: &str) -> &str {
+        self.values.get(field).map_or("", String::as_str)
+    }
+
+    pub fn error(&self, field: &str) -> Option<&str> {
+        self.errors.get(field).map(String::as_str)
+    }
+
+    fn with_values(form: &CsrfForm, fields: &[&'static str]) -> Self {
+        FormState {
+            values: fields
+                .iter()
+                .map(|f| (*f, form.get(f).trim().to_owned()))
+                .collect(),
+            ..FormState::default()
+        }
+    }
+
+    fn field_errors(mut self, errors: Vec<FieldError>) -> Self {
+        for e in errors {
+            let message = capitalise(&e.message);
+            match self.values.contains_key(e.field) {
+                true => {
+                    self.errors.insert(e.field, message);
+                }
+                false => self.form_error = Some(message),
+            }
+        }
+        self
+    }
+
+    /// A client error from the service: `field: message` goes next to that field, anything
+    /// else above the form. Other errors (403, 404, 5xx) are the page's, not the form's.
+    fn service_error(mut self, error: AppError) -> Result<Self, AppError> {
+        if error.status() != StatusCode::BAD_REQUEST {
+            return Err(error);
+        }
+        let detail = error.detail();
+        let field = detail.split_once(": ").and_then(|(field, message)| {
+            self.values
+                .keys()
+                .find(|k| **k == field)
+                .map(|k| (*k, message.to_owned()))
+        });
+        match field {
+            Some((field, message)) => {
+                self.errors.insert(field, capitalise(&message));
+            }
+            None => self.form_error = Some(capitalise(detail)),
+        }
+        Ok(self)
+    }
+
+    fn error_on(mut self, field: &'static str, message: impl Into<String>) -> Self {
+        self.errors.insert(field, message.into());
+        self
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+const GITHUB_FIELDS: [&str; 4] = [
+    "repository_owner",
+    "repository_name",
+    "workflow_filename",
+    "environment",
+];
+const GITLAB_FIELDS: [&str; 4] = ["namespace", "project", "workflow_filepath", "environment"];
+
+#[derive(Default)]
+pub struct Forms {
+    pub github: FormState,
+    pub gitlab: FormState,
+    pub owner: FormState,
+}
+
+pub struct GitHubRow {
+    pub id: i64,
+    pub repository: String,
+    pub workflow: String,
+    pub environment: String,
+    pub added: String,
+}
+
+pub struct GitLabRow {
+    pub id: i64,
+    pub project: String,
+    pub workflow: String,
+    pub environment: String,
+    pub added: String,
+}
+
+pub struct AuditRow {
+    pub when: String,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "crates/settings.html")]
+pub struct SettingsPage {
+    layout: Layout,
+    name: String,
+    is_owner: bool,
+    tab: &'static str,
+    trustpub_only: bool,
+    github: Vec<GitHubRow>,
+    gitlab: Vec<GitLabRow>,
+    owners: Vec<String>,
+    me: String,
+    audit: Vec<AuditRow>,
+    forms: Forms,
+}
+
+impl SettingsPage {
+    pub fn has_publishers(&self) -> bool {
+        !(self.github.is_empty() && self.gitlab.is_empty())
+    }
+}
+
+fn github_row(c: &GitHubConfig) -> GitHubRow {
+    GitHubRow {
+        id: c.id,
+        repository: format!("{}/{}", c.repository_owner, c.repository_name),
+        workflow: c.workflow_filename.clone(),
+        environment: c.environment.clone().unwrap_or_default(),
+        added: format_time(&c.created_at),
+    }
+}
+
+fn gitlab_row(c: &GitLabConfig) -> GitLabRow {
+    GitLabRow {
+        id: c.id,
+        project: format!("{}/{}", c.namespace, c.project),
+        workflow: c.workflow_filepath.clone(),
+        environment: c.environment.clone().unwrap_or_default(),
+        added: format_time(&c.created_at),
+    }
+}
+
+/// A one-line summary of an audit entry's JSON detail (scalar fields only).
+fn summarise(detail: &str) -> String {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(detail) else {
+        return String::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some(format!("{k}: {s}")),
+            Value::Number(n) => Some(format!("{k}: {n}")),
+            Value::Bool(b) => Some(format!("{k}: {b}")),
+            _ => None,
+        })
+        .filter(|s| !s.starts_with("checksum") && !s.starts_with("created_at"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn settings_page(
+    app: &App,
+    user: CurrentUser,
+    name: String,
+    forms: Forms,
+    status: StatusCode,
+) -> PageResult<HttpResponse> {
+    let (krate, github, gitlab) = publishers::list_configs(app, user.user.clone(), name).await?;
+    let crate_id = krate.id;
+    let (owners, entries) = app
+        .db
+        .run(move |conn| {
+            Ok((
+                crate_owner::owners(conn, crate_id)?,
+                audit::for_crate(conn, crate_id, AUDIT_ROWS)?,
+            ))
+        })
+        .await?;
+    let page = SettingsPage {
+        layout: user.layout,
+        name: krate.name,
+        is_owner: true,
+        tab: "settings",
+        trustpub_only: krate.trustpub_only,
+        github: github.iter().map(github_row).collect(),
+        gitlab: gitlab.iter().map(gitlab_row).collect(),
+        owners: owners.into_iter().map(|o| o.login).collect(),
+        me: user.user.login,
+        audit: entries
+            .iter()
+            .map(|e| AuditRow {
+                when: format_time(&e.created_at),
+                actor: e.actor.clone(),
+                action: e.action.replace('_', " "),
+                detail: summarise(&e.detail),
+            })
+            .collect(),
+        forms,
+    };
+    render_with_status(status, &page)
+}
+
+fn settings_url(name: &str) -> String {
+    format!("/crates/{name}/settings")
+}
+
+/// `GET /crates/{name}/settings`
+pub async fn show(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    settings_page(
+        &app,
+        user,
+        path.into_inner(),
+        Forms::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `POST /crates/{name}/settings/github`
+pub async fn add_github(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let name = path.into_inner();
+    let state = FormState::with_values(&form, &GITHUB_FIELDS);
+    let input = GitHubConfigInput {
+        krate: name.clone(),
+        repository_owner: state.value("repository_owner").to_owned(),
+        repository_name: state.value("repository_name").to_owned(),
+        workflow_filename: state.value("workflow_filename").to_owned(),
+        environment: Some(state.value("environment").to_owned()),
+    };
+    // The service validates again; this only puts its field errors next to the fields.
+    if let Err(errors) = input.clone().normalized() {
+        let forms = Forms {
+            github: state.field_errors(errors),
+            ..Forms::default()
+        };
+        return settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    match publishers::create_github_config(&app, user.user.clone(), input).await {
+        Ok((_, config)) => {
+            session::flash(
+                &user.session,
+                "success",
+                format!(
+                    "Added the trusted publisher {}/{} ({}).",
+                    config.repository_owner, config.repository_name, config.workflow_filename
+                ),
+            )?;
+            Ok(see_other(&settings_url(&name)))
+        }
+        Err(error) => {
+            let forms = Forms {
+                github: state.service_error(error)?,
+                ..Forms::default()
+            };
+            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
+/// `POST /crates/{name}/settings/gitlab`
+pub async fn add_gitlab(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let name = path.into_inner();
+    let state = FormState::with_values(&form, &GITLAB_FIELDS);
+    let input = GitLabConfigInput {
+        krate: name.clone(),
+        namespace: state.value("namespace").to_owned(),
+        project: state.value("project").to_owned(),
+        workflow_filepath: state.value("workflow_filepath").to_owned(),
+        environment: Some(state.value("environment").to_owned()),
+    };
+    if let Err(errors) = input.clone().normalized() {
+        let forms = Forms {
+            gitlab: state.field_errors(errors),
+            ..Forms::default()
+        };
+        return settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    match publishers::create_gitlab_config(&app, user.user.clone(), input).await {
+        Ok((_, config)) => {
+            session::flash(
+                &user.session,
+                "success",
+                format!(
+                    "Added the trusted publisher {}/{} ({}).",
+                    config.namespace, config.project, config.workflow_filepath
+                ),
+            )?;
+            Ok(see_other(&settings_url(&name)))
+        }
+        Err(error) => {
+            let forms = Forms {
+                gitlab: state.service_error(error)?,
+                ..Forms::default()
+            };
+            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
+fn config_kind(kind: &str) -> AppResult<ConfigKind> {
+    match kind {
+        "github" => Ok(ConfigKind::GitHub),
+        "gitlab" => Ok(ConfigKind::GitLab),
+        _ => Err(not_found("there is no such kind of trusted publisher")),
+    }
+}
+
+/// The publisher `id` of kind `kind` of crate `name` (which the user must own), described.
+async fn find_publisher(
+    app: &App,
+    user: &User,
+    name: String,
+    kind: ConfigKind,
+    id: i64,
+) -> AppResult<(Crate, String)> {
+    let (krate, github, gitlab) = publishers::list_configs(app, user.clone(), name).await?;
+    let missing = || {
+        not_found(format!(
+            "crate `{}` has no trusted publisher {id}",
+            krate.name
+        ))
+    };
+    let description = match kind {
+        ConfigKind::GitHub => {
+            let c = github.iter().find(|c| c.id == id).ok_or_else(missing)?;
+            let env = c
+                .environment
+                .as_deref()
+                .map(|e| format!(", environment {e}"))
+                .unwrap_or_default();
+            format!(
+                "GitHub Actions: {}/{}, workflow {}{env}",
+                c.repository_owner, c.repository_name, c.workflow_filename
+            )
+        }
+        ConfigKind::GitLab => {
+            let c = gitlab.iter().find(|c| c.id == id).ok_or_else(missing)?;
+            let env = c
+                .environment
+                .as_deref()
+                .map(|e| format!(", environment {e}"))
+                .unwrap_or_default();
+            format!(
+                "GitLab CI: {}/{}, {}{env}",
+                c.namespace, c.project, c.workflow_filepath
+            )
+        }
+    };
+    Ok((krate, description))
+}
+
+#[derive(Template)]
+#[template(path = "crates/remove_publisher.html")]
+pub struct RemovePage {
+    layout: Layout,
+    name: String,
+    is_owner: bool,
+    tab: &'static str,
+    kind: String,
+    id: i64,
+    description: String,
+}
+
+/// `GET /crates/{name}/settings/{kind}/{id}/remove`: the confirmation step (no JavaScript).
+pub async fn confirm_remove(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<(String, String, i64)>,
+) -> PageResult<HttpResponse> {
+    let (name, kind_name, id) = path.into_inner();
+    let kind = config_kind(&kind_name)?;
+    let (krate, description) = find_publisher(&app, &user.user, name, kind, id).await?;
+    render_with_status(
+        StatusCode::OK,
+        &RemovePage {
+            layout: user.layout,
+            name: krate.name,
+            is_owner: true,
+            tab: "settings",
+            kind: kind_name,
+            id,
+            description,
+        },
+    )
+}
+
+/// `POST /crates/{name}/settings/{kind}/{id}/remove`
+pub async fn remove(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<(String, String, i64)>,
+    _form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let (name, kind_name, id) = path.into_inner();
+    let kind = config_kind(&kind_name)?;
+    // The config must belong to this crate, not just to some crate the user owns.
+    let (krate, description) = find_publisher(&app, &user.user, name, kind, id).await?;
+    publishers::delete_config(&app, user.user.clone(), kind, id).await?;
+    session::flash(
+        &user.session,
+        "success",
+        format!("Removed the trusted publisher {description}."),
+    )?;
+    Ok(see_other(&settings_url(&krate.name)))
+}
+
+/// `POST /crates/{name}/settings/trustpub-only` with `trustpub_only=true|false`.
+pub async fn set_trustpub_only(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let value = match form.get("trustpub_only") {
+        "true" => true,
+        "false" => false,
+        _ => return Err(bad_request("trustpub_only must be true or false").into()),
+    };
+    let name = path.into_inner();
+    let krate = publishers::set_trustpub_only(&app, user.user.clone(), name.clone(), value).await?;
+    let (_, github, gitlab) = publishers::list_configs(&app, user.user.clone(), name).await?;
+    let (kind, message) = match (value, github.is_empty() && gitlab.is_empty()) {
+        (true, true) => (
+            "warning",
+            "Trusted Publishing is now required, but this crate has no trusted publisher: nobody can publish new versions until you add one.",
+        ),
+        (true, false) => (
+            "success",
+            "Trusted Publishing is now required: new versions can only be published from the trusted publishers below.",
+        ),
+        (false, _) => (
+            "success",
+            "Trusted Publishing is no longer required: owners' API tokens can publish again.",
+        ),
+    };
+    session::flash(&user.session, kind, message)?;
+    Ok(see_other(&settings_url(&krate.name)))
+}
+
+/// `POST /crates/{name}/settings/owners` with `login`: adds an owner (who must have logged in
+/// once, or been created by an operator).
+pub async fn add_owner(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let name = path.into_inner();
+    let state = FormState::with_values(&form, &["login"]);
+    let login = state.value("login").to_owned();
+    if login.is_empty() {
+        let forms = Forms {
+            owner: state.error_on("login", "Enter the login of the user to add."),
+            ..Forms::default()
+        };
+        return settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let me = user.user.clone();
+    let crate_name = name.clone();
+    let result = app
+        .db
+        .transaction(move |conn| {
+            let krate = owned_crate(conn, &me, &crate_name)?;
+            let target = User::by_login(conn, &login)?.ok_or_else(|| {
+                bad_request(format!(
+                    "login: there is no user `{login}` here; they must log in to this registry once first"
+                ))
+            })?;
+            if Crate::is_owner(conn, krate.id, target.id)? {
+                return Err(bad_request(format!(
+                    "login: `{}` is already an owner",
+                    target.login
+                )));
+            }
+            let now = now();
+            NewCrateOwner {
+                crate_id: krate.id,
+                user_id: target.id,
+                created_at: now,
+                created_by: Some(me.id),
+            }
+            .insert(conn)?;
+            audit::record(
+                conn,
+                krate.id,
+                &actor(&me),
+                "owner_add",
+                json!({ "login": target.login }),
+                now,
+            )?;
+            Ok((krate.name, target.login))
+        })
+        .await;
+    match result {
+        Ok((crate_name, login)) => {
+            session::flash(
+                &user.session,
+                "success",
+                format!("{login} is now an owner of {crate_name}."),
+            )?;
+            Ok(see_other(&settings_url(&crate_name)))
+        }
+        Err(error) => {
+            let forms = Forms {
+                owner: state.service_error(error)?,
+                ..Forms::default()
+            };
+            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
+/// `POST /crates/{name}/settings/owners/remove` with `login`. The last owner stays.
+pub async fn remove_owner(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<String>,
+    form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let name = path.into_inner();
+    let login = form.get("login").trim().to_owned();
+    let me = user.user.clone();
+    let (crate_name, login) = app
+        .db
+        .transaction(move |conn| {
+            let krate = owned_crate(conn, &me, &name)?;
+            let owners = crate_owner::owners(conn, krate.id)?;
+            let target = owners
+                .iter()
+                .find(|o| o.login.eq_ignore_ascii_case(&login))
+                .ok_or_else(|| bad_request(format!("`{login}` is not an owner of this crate")))?;
+            if owners.len() == 1 {
+                return Err(bad_request(
+                    "a crate keeps at least one owner: add another owner before removing this one",
+                ));
+            }
+            crate_owner::remove(conn, krate.id, target.id)?;
+            audit::record(
+                conn,
+                krate.id,
+                &actor(&me),
+                "owner_remove",
+                json!({ "login": target.login }),
+                now(),
+            )?;
+            Ok((krate.name, target.login.clone()))
+        })
+        .await?;
+    session::flash(
+        &user.session,
+        "success",
+        format!("{login} is no longer an owner of {crate_name}."),
+    )?;
+    // Removing oneself ends access to the settings.
+    if login.eq_ignore_ascii_case(&user.user.login) {
+        return Ok(see_other(&format!("/crates/{crate_name}")));
+    }
+    Ok(see_other(&settings_url(&crate_name)))
+}
+
+fn owned_crate(conn: &mut crate::db::DbConn, user: &User, name: &str) -> AppResult<Crate> {
+    let krate = Crate::by_name(conn, name)?
+        .ok_or_else(|| not_found(format!("crate `{name}` does not exist")))?;
+    if !Crate::is_owner(conn, krate.id, user.id)? {
+        return Err(forbidden(format!(
+            "you are not an owner of crate `{}`",
+            krate.name
+        )));
+    }
+    Ok(krate)
+}
+
+fn actor(user: &User) -> audit::Actor {
+    audit::Actor {
+        name: user.login.clone(),
+        user_id: Some(user.id),
+    }
+}

@@ -1,0 +1,162 @@
+//! `/login`, the GitHub OAuth round trip, and `POST /logout`.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::errors::PageError;
+use super::session::{self, CsrfForm, Layout, PageContext};
+use super::{PageResult, no_store, render, see_other};
+use crate::app::App;
+use crate::errors::{bad_request, client, internal};
+use crate::models::now;
+use crate::oauth;
+
+const PENDING_LOGIN: &str = "pending_login";
+
+/// What the session remembers between `/login/github` and the callback.
+#[derive(Serialize, Deserialize)]
+struct PendingLogin {
+    state: String,
+    pkce_verifier: String,
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only paths on this site: never another host (`//host`, `/\host`) after a login.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/me".to_owned(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    configured: bool,
+    next: String,
+    callback_url: String,
+}
+
+/// `GET /login`: a button to sign in with GitHub, or how to turn GitHub login on.
+pub async fn login_page(
+    app: web::Data<App>,
+    ctx: PageContext,
+    query: web::Query<NextQuery>,
+) -> PageResult<HttpResponse> {
+    let next = safe_next(query.next.as_deref());
+    if ctx.user.is_some() {
+        return Ok(see_other(&next));
+    }
+    render(&LoginPage {
+        layout: ctx.layout,
+        configured: app.config.github.oauth.is_some(),
+        next,
+        callback_url: format!("{}{}", app.config.base_url(), oauth::CALLBACK_PATH),
+    })
+}
+
+/// `GET /login/github`: remembers a fresh `state` and PKCE verifier, then sends the browser to
+/// GitHub.
+pub async fn start(
+    app: web::Data<App>,
+    ctx: PageContext,
+    query: web::Query<NextQuery>,
+) -> PageResult<HttpResponse> {
+    if app.config.github.oauth.is_none() {
+        return Ok(see_other("/login"));
+    }
+    let login = oauth::start(&app.config).map_err(internal)?;
+    ctx.session.insert(
+        PENDING_LOGIN,
+        PendingLogin {
+            state: login.state,
+            pkce_verifier: login.pkce_verifier,
+            next: safe_next(query.next.as_deref()),
+        },
+    )?;
+    Ok(no_store(see_other(&login.authorize_url)))
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /login/github/callback`: checks `state`, exchanges the code, logs the user in (with a
+/// renewed session) and goes back where the login started.
+pub async fn callback(
+    app: web::Data<App>,
+    ctx: PageContext,
+    query: web::Query<CallbackQuery>,
+) -> PageResult<HttpResponse> {
+    let session = ctx.session;
+    let pending = session
+        .remove_as::<PendingLogin>(PENDING_LOGIN)
+        .and_then(Result::ok);
+    let query = query.into_inner();
+    if query.error.is_some() {
+        return Err(client(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "the login was cancelled on GitHub; log in again to continue",
+        )
+        .into());
+    }
+    let (Some(pending), Some(code), Some(state)) = (pending, query.code, query.state) else {
+        return Err(bad_request(
+            "this login link has expired or was already used; start again from the login page",
+        )
+        .into());
+    };
+    if !session::same_token(&pending.state, &state) {
+        return Err(bad_request(
+            "the login could not be verified (the state does not match); start again from the login page",
+        )
+        .into());
+    }
+    let github_user = oauth::finish(&app.config, &app.http, code, pending.pkce_verifier)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = format!("{e:#}"), "GitHub login failed");
+            PageError::App(client(
+                actix_web::http::StatusCode::BAD_GATEWAY,
+                "GitHub did not confirm the login; try again",
+            ))
+        })?;
+    let user = app
+        .db
+        .transaction(move |conn| oauth::upsert_user(conn, &github_user, now()))
+        .await?;
+    tracing::info!(user.id = user.id, user.login = %user.login, "logged in");
+    session::log_in(&session, user.id)?;
+    session::flash(&session, "success", format!("Logged in as {}.", user.login))?;
+    Ok(see_other(&pending.next))
+}
+
+/// `POST /logout`
+pub async fn logout(ctx: PageContext, _form: CsrfForm) -> HttpResponse {
+    session::log_out(&ctx.session);
+    see_other("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/crates/x/settings")), "/crates/x/settings");
+        assert_eq!(safe_next(Some("//evil.example")), "/me");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/me");
+        assert_eq!(safe_next(Some("https://evil.example")), "/me");
+        assert_eq!(safe_next(None), "/me");
+    }
+}

@@ -1,0 +1,276 @@
+//! `/settings/tokens`: the user's API tokens. Create one (name, endpoint scopes, crate
+//! patterns, expiry; the token is shown once, in the answer to the form), list, revoke.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::session::{self, CsrfForm, CurrentUser, Layout};
+use super::{PageResult, format_time, no_store, render_with_status, see_other};
+use crate::app::App;
+use crate::errors::not_found;
+use crate::models::token::NewApiToken;
+use crate::models::{ApiToken, now};
+use crate::tokens::{self, CrateScope, EndpointScope};
+
+/// The expiry choices of the form: (value, label, days).
+const EXPIRIES: [(&str, &str, Option<i64>); 5] = [
+    ("30", "30 days", Some(30)),
+    ("90", "90 days", Some(90)),
+    ("365", "1 year", Some(365)),
+    ("7", "7 days", Some(7)),
+    ("never", "No expiry", None),
+];
+
+const MAX_CRATE_PATTERNS: usize = 50;
+
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub scopes: String,
+    pub crates: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    /// "active", "expired" or "revoked".
+    pub status: &'static str,
+}
+
+/// The values and errors of the create form.
+#[derive(Default)]
+pub struct TokenForm {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub crates: String,
+    pub expiry: String,
+    pub name_error: Option<String>,
+    pub scopes_error: Option<String>,
+    pub crates_error: Option<String>,
+    pub expiry_error: Option<String>,
+}
+
+impl TokenForm {
+    fn has_errors(&self) -> bool {
+        self.name_error.is_some()
+            || self.scopes_error.is_some()
+            || self.crates_error.is_some()
+            || self.expiry_error.is_some()
+    }
+
+    pub fn scope_checked(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+pub struct ScopeChoice {
+    pub value: &'static str,
+    pub description: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "settings/tokens.html")]
+pub struct TokensPage {
+    layout: Layout,
+    tokens: Vec<TokenRow>,
+    form: TokenForm,
+    scope_choices: Vec<ScopeChoice>,
+    expiries: Vec<(&'static str, &'static str)>,
+    /// The token just created, shown this once.
+    new_token: Option<String>,
+}
+
+fn scope_choices() -> Vec<ScopeChoice> {
+    EndpointScope::ALL
+        .iter()
+        .map(|scope| ScopeChoice {
+            value: scope.as_str(),
+            description: match scope {
+                EndpointScope::PublishNew => "publish new crates",
+                EndpointScope::PublishUpdate => "publish new versions of existing crates",
+                EndpointScope::Yank => "yank and unyank versions",
+                EndpointScope::ChangeOwners => "add and remove owners",
+                EndpointScope::TrustedPublishing => "manage trusted publishers",
+            },
+        })
+        .collect()
+}
+
+async fn page(
+    app: &web::Data<App>,
+    user: CurrentUser,
+    status: StatusCode,
+    form: TokenForm,
+    new_token: Option<String>,
+) -> PageResult<HttpResponse> {
+    let user_id = user.user.id;
+    let tokens = app
+        .db
+        .run(move |conn| Ok(ApiToken::for_user(conn, user_id)?))
+        .await?;
+    let now = now();
+    let rows = tokens
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            status: if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.is_live(now) {
+                "active"
+            } else {
+                "expired"
+            },
+            scopes: t
+                .endpoint_scopes
+                .clone()
+                .map_or_else(|| "all".to_owned(), |s| s.replace(',', ", ")),
+            crates: t
+                .crate_scopes
+                .clone()
+                .map_or_else(|| "all".to_owned(), |s| s.replace(',', ", ")),
+            created: format_time(&t.created_at),
+            last_used: t
+                .last_used_at
+                .as_ref()
+                .map_or_else(|| "never".to_owned(), format_time),
+            expires: t
+                .expires_at
+                .as_ref()
+                .map_or_else(|| "never".to_owned(), format_time),
+            name: t.name,
+        })
+        .collect();
+    let page = TokensPage {
+        layout: user.layout,
+        tokens: rows,
+        form,
+        scope_choices: scope_choices(),
+        expiries: EXPIRIES.iter().map(|(v, l, _)| (*v, *l)).collect(),
+        new_token,
+    };
+    Ok(no_store(render_with_status(status, &page)?))
+}
+
+/// `GET /settings/tokens`
+pub async fn list(app: web::Data<App>, user: CurrentUser) -> PageResult<HttpResponse> {
+    let form = TokenForm {
+        expiry: "90".to_owned(),
+        ..TokenForm::default()
+    };
+    page(&app, user, StatusCode::OK, form, None).await
+}
+
+/// `POST /settings/tokens`: 200 with the new token shown once, or 422 with the errors.
+pub async fn create(
+    app: web::Data<App>,
+    user: CurrentUser,
+    form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let mut values = TokenForm {
+        name: form.get("name").trim().to_owned(),
+        scopes: form.all("scope").into_iter().map(str::to_owned).collect(),
+        crates: form.get("crates").trim().to_owned(),
+        expiry: form.get("expiry").to_owned(),
+        ..TokenForm::default()
+    };
+    if values.name.is_empty() {
+        values.name_error = Some("Give the token a name, so you can recognise it later.".into());
+    } else if values.name.chars().count() > 100 {
+        values.name_error = Some("The name can have at most 100 characters.".into());
+    }
+    let mut scopes = Vec::new();
+    for scope in &values.scopes {
+        match scope.parse::<EndpointScope>() {
+            Ok(scope) => scopes.push(scope),
+            Err(e) => values.scopes_error = Some(e),
+        }
+    }
+    if scopes.is_empty() && values.scopes_error.is_none() {
+        values.scopes_error = Some("Choose at least one scope.".into());
+    }
+    let mut patterns = Vec::new();
+    for pattern in values
+        .crates
+        .split([',', '\n', ' '])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match pattern.parse::<CrateScope>() {
+            Ok(p) => patterns.push(p),
+            Err(e) => {
+                values.crates_error = Some(e);
+                break;
+            }
+        }
+    }
+    if patterns.len() > MAX_CRATE_PATTERNS {
+        values.crates_error = Some(format!("At most {MAX_CRATE_PATTERNS} crate patterns."));
+    }
+    let expiry_days = match EXPIRIES.iter().find(|(v, _, _)| *v == values.expiry) {
+        Some((_, _, days)) => *days,
+        None => {
+            values.expiry_error = Some("Choose an expiry from the list.".into());
+            None
+        }
+    };
+    if values.has_errors() {
+        return page(&app, user, StatusCode::UNPROCESSABLE_ENTITY, values, None).await;
+    }
+
+    let (token, hash) = tokens::generate(tokens::API_TOKEN_PREFIX);
+    let user_id = user.user.id;
+    let name = values.name.clone();
+    let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
+    let endpoint_scopes = tokens::join_scopes(&scope_names);
+    let crate_names: Vec<_> = patterns.iter().map(|c| c.as_str().to_owned()).collect();
+    let crate_scopes = tokens::join_scopes(&crate_names);
+    app.db
+        .run(move |conn| {
+            let now = now();
+            NewApiToken {
+                user_id,
+                name: &name,
+                token_hash: &hash,
+                endpoint_scopes,
+                crate_scopes,
+                created_at: now,
+                expires_at: expiry_days.map(|d| now + chrono::Duration::days(d)),
+            }
+            .insert(conn)?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(user.id = user_id, "API token created");
+    let fresh = TokenForm {
+        expiry: "90".to_owned(),
+        ..TokenForm::default()
+    };
+    page(&app, user, StatusCode::OK, fresh, Some(token)).await
+}
+
+/// `POST /settings/tokens/{id}/revoke`: only the user's own tokens.
+pub async fn revoke(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    _form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let id = path.into_inner();
+    let user_id = user.user.id;
+    let name = app
+        .db
+        .run(move |conn| {
+            let token = ApiToken::for_user(conn, user_id)?
+                .into_iter()
+                .find(|t| t.id == id)
+                .ok_or_else(|| not_found("you have no API token with this id"))?;
+            ApiToken::revoke(conn, id, now())?;
+            Ok(token.name)
+        })
+        .await?;
+    session::flash(
+        &user.session,
+        "success",
+        format!("The token “{name}” has been revoked."),
+    )?;
+    Ok(see_other("/settings/tokens"))
+}
