@@ -38,6 +38,16 @@ pub enum Command {
     /// Administration: users and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Try Wharf locally: starts a fake GitHub (OAuth login, user API, GitHub Actions OIDC
+    /// issuer) on 127.0.0.1 and the registry configured against it. Loopback only.
+    Dev(DevArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Port of the fake GitHub on 127.0.0.1 (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub github_port: u16,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,10 +113,18 @@ pub struct TokenCreate {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Dev(args)) = &cli.command {
+        return crate::dev::run(crate::dev::DevOptions {
+            config_file: cli.config.clone(),
+            github_port: args.github_port,
+        })
+        .await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     crate::telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Dev(_) => bail!("unreachable: `dev` is handled above"),
         Command::Migrate => {
             let db = Database::connect(&config.database)?;
             let applied = db.migrate()?;

@@ -215,6 +215,11 @@ impl RawSettings {
         self
     }
 
+    /// True when `key` has a non-empty value.
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
     fn get(&self, key: &str) -> Option<&str> {
         self.0
             .get(key)
