@@ -470,9 +470,8 @@ struct AuthorizeQuery {
 
 /// Only loopback redirect URIs: the fake serves local trials and tests.
 fn loopback_redirect(uri: &str) -> bool {
-    url::Url::parse(uri).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https") && crate::config::is_loopback(&u)
-    })
+    url::Url::parse(uri)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && crate::config::is_loopback(&u))
 }
 
 async fn authorize_page(
@@ -484,7 +483,11 @@ async fn authorize_page(
         return oauth_error(400, "invalid_client", "unknown client_id");
     }
     let Some(redirect_uri) = query.redirect_uri.filter(|u| loopback_redirect(u)) else {
-        return oauth_error(400, "invalid_request", "redirect_uri must be a loopback URL");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "redirect_uri must be a loopback URL",
+        );
     };
     if query.code_challenge_method.as_deref() != Some("S256") || query.code_challenge.is_none() {
         return oauth_error(400, "invalid_request", "PKCE with S256 is required");
@@ -715,10 +718,7 @@ async fn id_token_page(state: web::Data<State>, query: web::Query<IdTokenQuery>)
     })
 }
 
-async fn id_token_form(
-    state: web::Data<State>,
-    form: web::Form<IdTokenRequest>,
-) -> HttpResponse {
+async fn id_token_form(state: web::Data<State>, form: web::Form<IdTokenRequest>) -> HttpResponse {
     let request = form.into_inner();
     let token = match state.sign(&github_actions_claims(&state, &request)) {
         Ok(token) => token,

@@ -9,5 +9,6 @@ mod credential_provider;
 mod e2e_cargo;
 mod health;
 mod index;
+mod pages;
 mod support;
 mod trustpub;
