@@ -3,13 +3,12 @@ use wharf::dev::fake_github::IdTokenRequest;
 use crate::support::web_client::{WebClient, spawn_with_github};
 use crate::support::{CrateBuilder, TestApp};
 
-/// Publishes `version` of `krate` through Trusted Publishing from `octo-org/widget`'s
+/// Publishes `krate` through Trusted Publishing from `octo-org/widget`'s
 /// `release.yml`, run 4242, in environment `release`.
 pub async fn trusted_publish(
     app: &TestApp,
     github: &wharf::dev::fake_github::FakeGitHub,
-    krate: &str,
-    version: &str,
+    krate: &CrateBuilder,
 ) -> anyhow::Result<()> {
     let jwt = github.mint_id_token(&IdTokenRequest {
         audience: app.audience(),
@@ -24,8 +23,7 @@ pub async fn trusted_publish(
     let (status, body) = app.exchange(&jwt).await;
     anyhow::ensure!(status == 200, "exchange: {body}");
     let token = body["token"].as_str().unwrap_or_default().to_owned();
-    app.publish_ok(&token, &CrateBuilder::new(krate, version))
-        .await;
+    app.publish_ok(&token, krate).await;
     Ok(())
 }
 
@@ -36,7 +34,7 @@ async fn the_history_shows_publishes_by_users_and_by_ci_and_yanks() -> anyhow::R
     app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
         .await;
     app.add_github_config(&owner, "widget", None).await;
-    trusted_publish(&app, &github, "widget", "1.1.0").await?;
+    trusted_publish(&app, &github, &CrateBuilder::new("widget", "1.1.0")).await?;
     let yank = app
         .client
         .delete(app.url("/api/v1/crates/widget/1.0.0/yank"))
