@@ -91,11 +91,11 @@ async fn browser(driver: &ChromeDriver, profile: &Path) -> anyhow::Result<Client
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    Ok(ClientBuilder::new(connector)
+    ClientBuilder::new(connector)
         .capabilities(capabilities)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
-        .context("cannot start a Chromium session through chromedriver")?)
+        .context("cannot start a Chromium session through chromedriver")
 }
 
 struct Screenshots {
