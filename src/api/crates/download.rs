@@ -13,25 +13,29 @@ pub async fn download(
     path: web::Path<(String, String)>,
 ) -> AppResult<HttpResponse> {
     let (name, num) = path.into_inner();
-    let storage = app.storage.clone();
-    let (file_name, bytes) = app
+    let (file_name, key) = app
         .db
         .run(move |conn| {
             let krate = find_crate(conn, &name)?;
             let version = Version::find(conn, krate.id, &num)?.ok_or_else(|| {
                 not_found(format!("crate `{}` has no version `{num}`", krate.name))
             })?;
-            let key = crate_key(&krate.canonical_name, &krate.name, &version.num);
-            let bytes = storage.get(&key)?.ok_or_else(|| {
-                internal(anyhow::anyhow!(
-                    "the file of {} {} is missing from storage ({key})",
-                    krate.name,
-                    version.num
-                ))
-            })?;
-            Ok((format!("{}-{}.crate", krate.name, version.num), bytes))
+            Ok((
+                format!("{}-{}.crate", krate.name, version.num),
+                crate_key(&krate.canonical_name, &krate.name, &version.num),
+            ))
         })
         .await?;
+    // Read the file without holding a database connection.
+    let storage = app.storage.clone();
+    let bytes = web::block(move || -> AppResult<Vec<u8>> {
+        storage.get(&key)?.ok_or_else(|| {
+            internal(anyhow::anyhow!(
+                "a published crate file is missing from storage ({key})"
+            ))
+        })
+    })
+    .await??;
     Ok(HttpResponse::Ok()
         .content_type("application/gzip")
         .insert_header((

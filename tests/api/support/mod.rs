@@ -43,12 +43,15 @@ impl Drop for TestApp {
 
 pub struct TestAppBuilder {
     settings: RawSettings,
+    /// Another instance whose database and storage this one shares.
+    shared_database: Option<(String, std::path::PathBuf)>,
 }
 
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             settings: RawSettings::default(),
+            shared_database: None,
         }
     }
 
@@ -259,6 +262,15 @@ impl TestAppBuilder {
         )
     }
 
+    /// A second instance on the same database and storage, as behind a load balancer.
+    pub fn sharing_database_with(mut self, other: &TestApp) -> Self {
+        self.shared_database = Some((
+            other.config().database.url.expose().to_owned(),
+            other.config().storage_dir.clone(),
+        ));
+        self
+    }
+
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
         self.settings.set(key, value);
         self
@@ -269,10 +281,16 @@ impl TestAppBuilder {
         self.settings.set("bind", "127.0.0.1:0");
         self.settings
             .set("data_dir", data_dir.path().to_string_lossy());
-        self.settings.set(
-            "database_url",
-            test_database_url(&data_dir).expect("test database"),
-        );
+        match &self.shared_database {
+            Some((url, storage)) => {
+                self.settings.set("database_url", url.clone());
+                self.settings.set("storage_dir", storage.to_string_lossy());
+            }
+            None => {
+                let url = test_database_url(&data_dir).expect("test database");
+                self.settings.set("database_url", url);
+            }
+        }
         self.settings.set("database_pool_size", "4");
         let config = Config::from_settings(&self.settings).expect("config");
         let application = Application::build(config).expect("build app");

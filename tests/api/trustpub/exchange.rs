@@ -322,3 +322,37 @@ async fn every_exchange_is_in_the_audit_log() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_jti_used_on_one_instance_is_refused_on_another_sharing_the_database()
+-> anyhow::Result<()> {
+    let (idp, first, owner) = github_setup().await;
+    first.add_github_config(&owner, "widget", None).await;
+    let second = TestApp::builder()
+        .github_idp(&idp)
+        .sharing_database_with(&first)
+        .spawn()
+        .await;
+    let jwt = idp.sign(&idp.github_claims(&first.audience(), json!({})));
+    // Both instances must expect the same audience; in production it is the public URL's host.
+    let jwt_for_second =
+        idp.sign(&idp.github_claims(&second.audience(), json!({ "jti": "shared-jti" })));
+    let jwt_for_first =
+        idp.sign(&idp.github_claims(&first.audience(), json!({ "jti": "shared-jti" })));
+    assert_eq!(first.exchange(&jwt).await.0, 200);
+    assert_eq!(first.exchange(&jwt_for_first).await.0, 200);
+    let (status, body) = second.exchange(&jwt_for_second).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(detail(&body).contains("already been exchanged"), "{body}");
+    // And a token minted on one instance publishes through the other.
+    let (_, minted) = second
+        .exchange(&idp.sign(&idp.github_claims(&second.audience(), json!({}))))
+        .await;
+    first
+        .publish_ok(
+            minted["token"].as_str().unwrap(),
+            &CrateBuilder::new("widget", "2.0.0"),
+        )
+        .await;
+    Ok(())
+}
