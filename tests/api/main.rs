@@ -5,6 +5,7 @@
 
 mod cli;
 mod crates;
+mod dev;
 mod credential_provider;
 mod e2e_cargo;
 mod health;
