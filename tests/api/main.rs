@@ -5,8 +5,8 @@
 
 mod cli;
 mod crates;
-mod dev;
 mod credential_provider;
+mod dev;
 mod e2e_cargo;
 mod health;
 mod index;
