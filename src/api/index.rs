@@ -29,36 +29,46 @@ pub async fn index_file(
 ) -> AppResult<HttpResponse> {
     let name = index_path_matches(&path).ok_or_else(|| not_found("not found"))?;
     let canonical = name.replace('-', "_");
-    let found = app
-        .db
-        .run(move |conn| Ok(IndexFile::by_canonical(conn, &canonical)?))
-        .await?;
-    // Index paths are the lowercased name exactly: `foo-bar` does not serve `foo_bar`.
-    let (_, file) = found
-        .filter(|(crate_name, _)| crate_name.to_ascii_lowercase() == name)
-        .ok_or_else(|| not_found(format!("crate `{name}` does not exist")))?;
-
-    let not_modified = req
+    let if_none_match = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == file.etag || tag.trim() == "*")
-        });
-    let mut response = if not_modified {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
+        .map(str::to_owned);
+    // A revalidation (cargo's usual request) reads only the ETag; the file is read when sent.
+    let found = app
+        .db
+        .run(move |conn| {
+            let Some((crate_name, etag)) = IndexFile::etag_by_canonical(conn, &canonical)? else {
+                return Ok(None);
+            };
+            let unchanged = if_none_match.as_deref().is_some_and(|v| {
+                v.split(',')
+                    .any(|tag| tag.trim() == etag || tag.trim() == "*")
+            });
+            if unchanged {
+                return Ok(Some((crate_name, etag, None)));
+            }
+            // The ETag sent is the one of the content sent, even if a publish came between.
+            Ok(IndexFile::by_canonical(conn, &canonical)?
+                .map(|(crate_name, file)| (crate_name, file.etag, Some(file.content))))
+        })
+        .await?;
+    // Index paths are the lowercased name exactly: `foo-bar` does not serve `foo_bar`.
+    let (_, etag, content) = found
+        .filter(|(crate_name, _, _)| crate_name.to_ascii_lowercase() == name)
+        .ok_or_else(|| not_found(format!("crate `{name}` does not exist")))?;
+
+    let mut response = match content {
+        Some(_) => HttpResponse::Ok(),
+        None => HttpResponse::NotModified(),
     };
     response
-        .insert_header((header::ETAG, file.etag.clone()))
+        .insert_header((header::ETAG, etag))
         // Revalidate every time: a publish must be visible at once.
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .content_type("text/plain; charset=utf-8");
-    Ok(if not_modified {
-        response.finish()
-    } else {
-        response.body(file.content)
+    Ok(match content {
+        Some(content) => response.body(content),
+        None => response.finish(),
     })
 }

@@ -21,6 +21,19 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
+    /// The crate's name and its index file's ETag, without the file.
+    pub fn etag_by_canonical(
+        conn: &mut DbConn,
+        canonical: &str,
+    ) -> QueryResult<Option<(String, String)>> {
+        index_files::table
+            .inner_join(crates::table)
+            .filter(crates::canonical_name.eq(canonical))
+            .select((crates::name, index_files::etag))
+            .first(conn)
+            .optional()
+    }
+
     /// The index file of the crate whose canonical name is `canonical`, with the crate's name.
     pub fn by_canonical(
         conn: &mut DbConn,
