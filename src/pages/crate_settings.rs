@@ -269,41 +269,14 @@ pub async fn add_github(
 ) -> PageResult<HttpResponse> {
     let name = path.into_inner();
     let state = FormState::with_values(&form, &GITHUB_FIELDS);
-    let input = GitHubConfigInput {
+    let input = PublisherForm::GitHub(GitHubConfigInput {
         krate: name.clone(),
         repository_owner: state.value("repository_owner").to_owned(),
         repository_name: state.value("repository_name").to_owned(),
         workflow_filename: state.value("workflow_filename").to_owned(),
         environment: Some(state.value("environment").to_owned()),
-    };
-    // The service validates again; this only puts its field errors next to the fields.
-    if let Err(errors) = input.clone().normalized() {
-        let forms = Forms {
-            github: state.field_errors(errors),
-            ..Forms::default()
-        };
-        return settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
-    match publishers::create_github_config(&app, user.user.clone(), input).await {
-        Ok((_, config)) => {
-            session::flash(
-                &user.session,
-                "success",
-                format!(
-                    "Added the trusted publisher {}/{} ({}).",
-                    config.repository_owner, config.repository_name, config.workflow_filename
-                ),
-            )?;
-            Ok(see_other(&settings_url(&name)))
-        }
-        Err(error) => {
-            let forms = Forms {
-                github: state.service_error(error)?,
-                ..Forms::default()
-            };
-            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
-        }
-    }
+    });
+    add_publisher(&app, user, name, state, input).await
 }
 
 /// `POST /crates/{name}/settings/gitlab`
@@ -315,38 +288,79 @@ pub async fn add_gitlab(
 ) -> PageResult<HttpResponse> {
     let name = path.into_inner();
     let state = FormState::with_values(&form, &GITLAB_FIELDS);
-    let input = GitLabConfigInput {
+    let input = PublisherForm::GitLab(GitLabConfigInput {
         krate: name.clone(),
         namespace: state.value("namespace").to_owned(),
         project: state.value("project").to_owned(),
         workflow_filepath: state.value("workflow_filepath").to_owned(),
         environment: Some(state.value("environment").to_owned()),
+    });
+    add_publisher(&app, user, name, state, input).await
+}
+
+/// A submitted "add a publisher" form.
+enum PublisherForm {
+    GitHub(GitHubConfigInput),
+    GitLab(GitLabConfigInput),
+}
+
+/// Creates the publisher through the service and redirects with a flash message, or re-renders
+/// the settings with the errors next to the form's fields (422).
+async fn add_publisher(
+    app: &App,
+    user: CurrentUser,
+    name: String,
+    state: FormState,
+    input: PublisherForm,
+) -> PageResult<HttpResponse> {
+    let is_github = matches!(input, PublisherForm::GitHub(_));
+    let with_form = |form: FormState| {
+        if is_github {
+            Forms {
+                github: form,
+                ..Forms::default()
+            }
+        } else {
+            Forms {
+                gitlab: form,
+                ..Forms::default()
+            }
+        }
     };
-    if let Err(errors) = input.clone().normalized() {
-        let forms = Forms {
-            gitlab: state.field_errors(errors),
-            ..Forms::default()
-        };
-        return settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // The service validates again; this only puts its field errors next to the fields.
+    let checked = match &input {
+        PublisherForm::GitHub(i) => i.clone().normalized().map(drop),
+        PublisherForm::GitLab(i) => i.clone().normalized().map(drop),
+    };
+    if let Err(errors) = checked {
+        let forms = with_form(state.field_errors(errors));
+        return settings_page(app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    match publishers::create_gitlab_config(&app, user.user.clone(), input).await {
-        Ok((_, config)) => {
+    let created = match input {
+        PublisherForm::GitHub(i) => publishers::create_github_config(app, user.user.clone(), i)
+            .await
+            .map(|(_, c)| {
+                format!(
+                    "{}/{} ({})",
+                    c.repository_owner, c.repository_name, c.workflow_filename
+                )
+            }),
+        PublisherForm::GitLab(i) => publishers::create_gitlab_config(app, user.user.clone(), i)
+            .await
+            .map(|(_, c)| format!("{}/{} ({})", c.namespace, c.project, c.workflow_filepath)),
+    };
+    match created {
+        Ok(summary) => {
             session::flash(
                 &user.session,
                 "success",
-                format!(
-                    "Added the trusted publisher {}/{} ({}).",
-                    config.namespace, config.project, config.workflow_filepath
-                ),
+                format!("Added the trusted publisher {summary}."),
             )?;
             Ok(see_other(&settings_url(&name)))
         }
         Err(error) => {
-            let forms = Forms {
-                gitlab: state.service_error(error)?,
-                ..Forms::default()
-            };
-            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+            let forms = with_form(state.service_error(error)?);
+            settings_page(app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
         }
     }
 }
