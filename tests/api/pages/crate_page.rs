@@ -19,7 +19,12 @@ async fn the_crate_page_shows_the_sanitised_readme_versions_owners_and_install_l
     assert_eq!(page.status, 200);
     assert_eq!(page.text(".crate-header h1"), "shown");
     assert_eq!(page.text("#max-version"), "1.1.0");
-    assert_eq!(page.text(".readme h1"), "Shown");
+    assert_eq!(
+        page.text(".readme h3"),
+        "Shown",
+        "README headings sit under the page's own"
+    );
+    assert_eq!(page.count("h1"), 1);
     assert_eq!(page.text(".readme em"), "emphasis");
     assert_eq!(page.count(".readme table th"), 2);
     assert_eq!(page.count("script"), 0);
