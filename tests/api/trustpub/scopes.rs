@@ -178,3 +178,30 @@ async fn trustpub_only_refuses_api_token_publishes_with_an_explanation() -> anyh
     assert_eq!(info["crate"]["trustpub_only"], true);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_exchanged_token_cannot_create_api_tokens() -> anyhow::Result<()> {
+    let (_idp, app, _, token) = setup().await;
+    let count = || {
+        app.app.db.blocking(|conn| {
+            use diesel::prelude::*;
+            Ok(wharf::schema::api_tokens::table
+                .count()
+                .get_result::<i64>(conn)?)
+        })
+    };
+    let before = count()?;
+    // Tokens are created only by a logged-in user (with CSRF) or the admin CLI; a publish token
+    // in `Authorization` is no session.
+    let response = app
+        .client
+        .post(app.url("/settings/tokens"))
+        .header("Authorization", &token)
+        .form(&[("name", "sneaky"), ("scopes", "publish-update")])
+        .send()
+        .await?;
+    assert_ne!(response.status(), 200);
+    assert!(response.status().is_client_error() || response.status().is_redirection());
+    assert_eq!(count()?, before, "no token was created");
+    Ok(())
+}
