@@ -59,5 +59,7 @@ cargo build --workspace --quiet
 log "tests on SQLite"
 cargo test --workspace
 
-log "integration tests on PostgreSQL"
-WHARF_TEST_DATABASE_URL="$pg_url" cargo test --test api
+log "tests on PostgreSQL"
+# The whole workspace again (not just --test api): the same feature set as above, so nothing is
+# rebuilt; the integration tests take the database from WHARF_TEST_DATABASE_URL.
+WHARF_TEST_DATABASE_URL="$pg_url" cargo test --workspace
