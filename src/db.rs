@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::DatabaseConfig;
@@ -25,7 +25,6 @@ pub enum DbConn {
 }
 
 pub type DbPool = Pool<ConnectionManager<DbConn>>;
-pub type PooledConn = PooledConnection<ConnectionManager<DbConn>>;
 
 diesel::define_sql_function! {
     /// SQL `lower(text)`, available on both backends.
@@ -98,10 +97,6 @@ impl Database {
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied.len())
-    }
-
-    pub fn get(&self) -> AppResult<PooledConn> {
-        Ok(self.pool.get()?)
     }
 
     /// Runs `f` with a connection on the blocking pool.

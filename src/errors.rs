@@ -24,10 +24,6 @@ pub fn bad_request(detail: impl fmt::Display) -> AppError {
     client(StatusCode::BAD_REQUEST, detail)
 }
 
-pub fn unauthorized(detail: impl fmt::Display) -> AppError {
-    client(StatusCode::UNAUTHORIZED, detail)
-}
-
 pub fn forbidden(detail: impl fmt::Display) -> AppError {
     client(StatusCode::FORBIDDEN, detail)
 }
@@ -42,10 +38,6 @@ pub fn conflict(detail: impl fmt::Display) -> AppError {
 
 pub fn payload_too_large(detail: impl fmt::Display) -> AppError {
     client(StatusCode::PAYLOAD_TOO_LARGE, detail)
-}
-
-pub fn unprocessable(detail: impl fmt::Display) -> AppError {
-    client(StatusCode::UNPROCESSABLE_ENTITY, detail)
 }
 
 pub fn service_unavailable(detail: impl fmt::Display) -> AppError {
@@ -180,15 +172,6 @@ pub fn json_config_error(error: actix_web::error::JsonPayloadError) -> actix_web
         JsonPayloadError::Deserialize(e) => {
             bad_request(format!("invalid JSON in the request body: {e}"))
         }
-        other => bad_request(format!("cannot read the request body: {other}")),
-    };
-    app_error.into()
-}
-
-pub fn payload_config_error(error: actix_web::error::PayloadError) -> actix_web::Error {
-    use actix_web::error::PayloadError;
-    let app_error = match &error {
-        PayloadError::Overflow => payload_too_large("the request body is larger than the limit"),
         other => bad_request(format!("cannot read the request body: {other}")),
     };
     app_error.into()

@@ -107,16 +107,6 @@ diesel::joinable!(crate_owners -> crates (crate_id));
 diesel::joinable!(index_files -> crates (crate_id));
 diesel::joinable!(versions -> crates (crate_id));
 
-diesel::allow_tables_to_appear_in_same_query!(
-    api_tokens,
-    crate_audit_log,
-    crate_owners,
-    crates,
-    index_files,
-    users,
-    versions,
-);
-
 diesel::table! {
     trustpub_github_configs (id) {
         id -> BigInt,
@@ -168,9 +158,15 @@ diesel::joinable!(trustpub_github_configs -> crates (crate_id));
 diesel::joinable!(trustpub_gitlab_configs -> crates (crate_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    crate_audit_log,
+    crate_owners,
     crates,
+    index_files,
     trustpub_github_configs,
     trustpub_gitlab_configs,
     trustpub_tokens,
     trustpub_used_jtis,
+    users,
+    versions,
 );

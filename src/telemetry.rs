@@ -23,14 +23,12 @@ pub fn init(config: &LogConfig) {
         .with_env_filter(filter)
         .with_span_events(FmtSpan::CLOSE)
         .with_writer(std::io::stderr);
-    let result = if config.json {
+    // `try_init` fails when a subscriber is set already (tests start many servers): keep it.
+    let _already_set = if config.json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
-    if result.is_err() {
-        // A subscriber was set already (as in tests, which start many servers); keep it.
-    }
 }
 
 /// The root span of every request.

@@ -2,7 +2,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::schema::{crate_owners, crates, versions};
+use crate::schema::{crate_owners, crates};
 
 #[derive(Queryable, Selectable, Identifiable, Debug, Clone)]
 #[diesel(table_name = crates)]
@@ -139,26 +139,10 @@ impl Crate {
         Ok((out, total))
     }
 
-    /// The most recently updated crates, for the home page.
-    pub fn recently_updated(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Crate>> {
-        crates::table
-            .order(crates::updated_at.desc())
-            .limit(limit)
-            .select(Crate::as_select())
-            .load(conn)
-    }
-
     pub fn touch(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<()> {
         diesel::update(crates::table.find(id))
             .set(crates::updated_at.eq(now))
             .execute(conn)?;
         Ok(())
-    }
-
-    pub fn version_count(conn: &mut DbConn, id: i64) -> QueryResult<i64> {
-        versions::table
-            .filter(versions::crate_id.eq(id))
-            .count()
-            .get_result(conn)
     }
 }
