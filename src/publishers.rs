@@ -281,19 +281,23 @@ fn actor(user: &User) -> Actor {
     }
 }
 
-fn config_count(conn: &mut DbConn, crate_id: i64) -> AppResult<usize> {
-    Ok(GitHubConfig::for_crate(conn, crate_id)?.len()
-        + GitLabConfig::for_crate(conn, crate_id)?.len())
-}
-
-fn check_room(conn: &mut DbConn, krate: &Crate) -> AppResult<()> {
-    if config_count(conn, krate.id)? >= MAX_CONFIGS_PER_CRATE {
+/// The crate a new config is for, after checking that `user` owns it now and that it has room
+/// for one more; with its current configs, for the duplicate check.
+fn crate_for_new_config(
+    conn: &mut DbConn,
+    user: &User,
+    name: &str,
+) -> AppResult<(Crate, Vec<GitHubConfig>, Vec<GitLabConfig>)> {
+    let krate = owned_crate(conn, user, name)?;
+    let github = GitHubConfig::for_crate(conn, krate.id)?;
+    let gitlab = GitLabConfig::for_crate(conn, krate.id)?;
+    if github.len() + gitlab.len() >= MAX_CONFIGS_PER_CRATE {
         return Err(bad_request(format!(
             "crate `{}` has {MAX_CONFIGS_PER_CRATE} trusted publisher configs already, the most allowed; remove one first",
             krate.name
         )));
     }
-    Ok(())
+    Ok((krate, github, gitlab))
 }
 
 pub async fn create_github_config(
@@ -301,9 +305,7 @@ pub async fn create_github_config(
     user: User,
     input: GitHubConfigInput,
 ) -> AppResult<(Crate, GitHubConfig)> {
-    let input = input
-        .normalized()
-        .map_err(|errors| bad_request(field_errors_message(&errors)))?;
+    let input = input.normalized()?;
     // Check ownership before asking GitHub anything.
     let name = input.krate.clone();
     let owner_check = user.clone();
@@ -313,18 +315,15 @@ pub async fn create_github_config(
     let owner_id = github_owner_id(app, &input.repository_owner).await?;
     app.db
         .transaction(move |conn| {
-            let krate = owned_crate(conn, &user, &input.krate)?;
-            check_room(conn, &krate)?;
-            let duplicate = GitHubConfig::for_crate(conn, krate.id)?
-                .into_iter()
-                .any(|c| {
-                    c.repository_owner
-                        .eq_ignore_ascii_case(&input.repository_owner)
-                        && c.repository_name
-                            .eq_ignore_ascii_case(&input.repository_name)
-                        && c.workflow_filename == input.workflow_filename
-                        && eq_env(c.environment.as_deref(), input.environment.as_deref())
-                });
+            let (krate, existing, _) = crate_for_new_config(conn, &user, &input.krate)?;
+            let duplicate = existing.iter().any(|c| {
+                c.repository_owner
+                    .eq_ignore_ascii_case(&input.repository_owner)
+                    && c.repository_name
+                        .eq_ignore_ascii_case(&input.repository_name)
+                    && c.workflow_filename == input.workflow_filename
+                    && eq_env(c.environment.as_deref(), input.environment.as_deref())
+            });
             if duplicate {
                 return Err(bad_request(
                     "this GitHub trusted publisher config exists already for this crate",
@@ -360,21 +359,16 @@ pub async fn create_gitlab_config(
     user: User,
     input: GitLabConfigInput,
 ) -> AppResult<(Crate, GitLabConfig)> {
-    let input = input
-        .normalized()
-        .map_err(|errors| bad_request(field_errors_message(&errors)))?;
+    let input = input.normalized()?;
     app.db
         .transaction(move |conn| {
-            let krate = owned_crate(conn, &user, &input.krate)?;
-            check_room(conn, &krate)?;
-            let duplicate = GitLabConfig::for_crate(conn, krate.id)?
-                .into_iter()
-                .any(|c| {
-                    c.namespace.eq_ignore_ascii_case(&input.namespace)
-                        && c.project.eq_ignore_ascii_case(&input.project)
-                        && c.workflow_filepath == input.workflow_filepath
-                        && eq_env(c.environment.as_deref(), input.environment.as_deref())
-                });
+            let (krate, _, existing) = crate_for_new_config(conn, &user, &input.krate)?;
+            let duplicate = existing.iter().any(|c| {
+                c.namespace.eq_ignore_ascii_case(&input.namespace)
+                    && c.project.eq_ignore_ascii_case(&input.project)
+                    && c.workflow_filepath == input.workflow_filepath
+                    && eq_env(c.environment.as_deref(), input.environment.as_deref())
+            });
             if duplicate {
                 return Err(bad_request(
                     "this GitLab trusted publisher config exists already for this crate",

@@ -42,11 +42,7 @@ pub async fn list_github(
     req: HttpRequest,
     query: web::Query<CrateQuery>,
 ) -> AppResult<HttpResponse> {
-    let name = crate_param(query.into_inner())?;
-    let user = manager(&app, &req, Some(name.clone())).await?;
-    let (krate, github, _) = publishers::list_configs(&app, user, name).await?;
-    let configs: Vec<_> = github.iter().map(|c| github_json(&krate, c)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "github_configs": configs })))
+    list(app, req, query.into_inner(), ConfigKind::GitHub).await
 }
 
 /// `GET /api/v1/trusted_publishing/gitlab_configs?crate=NAME`
@@ -55,11 +51,28 @@ pub async fn list_gitlab(
     req: HttpRequest,
     query: web::Query<CrateQuery>,
 ) -> AppResult<HttpResponse> {
-    let name = crate_param(query.into_inner())?;
+    list(app, req, query.into_inner(), ConfigKind::GitLab).await
+}
+
+async fn list(
+    app: web::Data<App>,
+    req: HttpRequest,
+    query: CrateQuery,
+    kind: ConfigKind,
+) -> AppResult<HttpResponse> {
+    let name = crate_param(query)?;
     let user = manager(&app, &req, Some(name.clone())).await?;
-    let (krate, _, gitlab) = publishers::list_configs(&app, user, name).await?;
-    let configs: Vec<_> = gitlab.iter().map(|c| gitlab_json(&krate, c)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "gitlab_configs": configs })))
+    let (krate, github, gitlab) = publishers::list_configs(&app, user, name).await?;
+    Ok(HttpResponse::Ok().json(match kind {
+        ConfigKind::GitHub => {
+            let configs: Vec<_> = github.iter().map(|c| github_json(&krate, c)).collect();
+            json!({ "github_configs": configs })
+        }
+        ConfigKind::GitLab => {
+            let configs: Vec<_> = gitlab.iter().map(|c| gitlab_json(&krate, c)).collect();
+            json!({ "gitlab_configs": configs })
+        }
+    }))
 }
 
 /// `POST /api/v1/trusted_publishing/github_configs`
