@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::errors::{PageError, PageResult};
+use super::next::safe_next;
 use crate::app::App;
 use crate::errors::{AppResult, bad_request, forbidden, internal, payload_too_large};
 use crate::models::User;
@@ -137,12 +138,11 @@ impl FromRequest for CurrentUser {
 }
 
 /// Where to come back to after logging in: this page (a GET), or for a POST the page it was
-/// posted from (its path without the last segment is not reliable, so the home page).
+/// posted from (its path without the last segment is not reliable, so the home page). Only a
+/// plain path of this site (see [`safe_next`]).
 fn next_of(req: &HttpRequest) -> String {
     if req.method() == actix_web::http::Method::GET {
-        req.uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+        safe_next(req.uri().path_and_query().map(|p| p.as_str()))
     } else {
         "/".to_owned()
     }
