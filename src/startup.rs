@@ -52,8 +52,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s). Meanwhile
-    /// expired Trusted Publishing tokens and used `jti`s are deleted every few minutes (on
-    /// every instance; the deletes are idempotent).
+    /// expired Trusted Publishing tokens, used `jti`s and expired sessions are deleted every
+    /// few minutes (on every instance; the deletes are idempotent).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
         let result = self.server.await;
@@ -70,24 +70,22 @@ impl Application {
 /// this site (avatars from https hosts), forms only to this site, never framed.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// How long a login lasts.
-const SESSION_DAYS: i64 = 14;
-
 fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::Result<Server> {
-    let secure_cookies = app.config.is_https();
+    let https = app.config.is_https();
+    // The cookie expires with the session; the server checks the session's own expiry.
+    let session_ttl = actix_web::cookie::time::Duration::seconds(
+        i64::try_from(app.config.session_ttl.as_secs()).context("WHARF_SESSION_TTL is too long")?,
+    );
     let server = HttpServer::new(move || {
         let sessions =
             SessionMiddleware::builder(CookieSessionStore::default(), session_key.clone())
                 .cookie_name("wharf_session".to_owned())
-                .cookie_secure(secure_cookies)
+                .cookie_secure(https)
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .cookie_path("/".to_owned())
                 .cookie_content_security(CookieContentSecurity::Private)
-                .session_lifecycle(
-                    PersistentSession::default()
-                        .session_ttl(actix_web::cookie::time::Duration::days(SESSION_DAYS)),
-                )
+                .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
                 .build();
         let headers = DefaultHeaders::new()
             .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
@@ -139,6 +137,15 @@ async fn clean_up_periodically(app: web::Data<App>) {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "expired trusted publishing tokens and jtis deleted"),
             Err(error) => tracing::warn!(?error, "clean-up of expired tokens failed"),
+        }
+        let result = app
+            .db
+            .run(|conn| Ok(crate::models::session::clean_up(conn, crate::models::now())?))
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "expired sessions deleted"),
+            Err(error) => tracing::warn!(?error, "clean-up of expired sessions failed"),
         }
     }
 }

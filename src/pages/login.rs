@@ -129,13 +129,17 @@ pub async fn callback(
         .transaction(move |conn| oauth::upsert_user(conn, &github_user, now()))
         .await?;
     tracing::info!(user.id = user.id, user.login = %user.login, "logged in");
-    session::log_in(&session, user.id)?;
+    session::log_in(&app, &session, user.id).await?;
     session::flash(&session, "success", format!("Logged in as {}.", user.login))?;
     Ok(see_other(&safe_next(Some(&pending.next))))
 }
 
-/// `POST /logout`
-pub async fn logout(ctx: PageContext, _form: CsrfForm) -> HttpResponse {
-    session::log_out(&ctx.session);
-    see_other("/")
+/// `POST /logout`: ends this session on the server, so a copy of the cookie is worthless.
+pub async fn logout(
+    app: web::Data<App>,
+    ctx: PageContext,
+    _form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    session::log_out(&app, &ctx.session).await?;
+    Ok(see_other("/"))
 }
