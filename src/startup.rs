@@ -10,7 +10,7 @@ use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_session::storage::CookieSessionStore;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App as ActixApp, HttpServer, web};
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::errors::{json_config_error, path_config_error, query_config_error};
 use crate::telemetry::RequestSpan;
-use crate::{pages, router};
+use crate::{head, pages, router};
 
 /// Largest JSON body of any API call other than publish.
 const JSON_LIMIT: usize = 64 * 1024;
@@ -93,6 +93,7 @@ fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::
             .add(("Referrer-Policy", "same-origin"))
             .add(("X-Frame-Options", "DENY"));
         ActixApp::new()
+            .wrap(from_fn(head::head_as_get))
             .wrap(sessions)
             .wrap(headers)
             .wrap(TracingLogger::<RequestSpan>::new())

@@ -140,7 +140,12 @@ impl PageContext {
             Some(_) => csrf_token(&session)?,
             None => String::new(),
         };
-        let flash = session.remove_as::<Flash>(FLASH).and_then(Result::ok);
+        // Only a page that shows a flash changes the session (and so sends a cookie).
+        let flash = if session.contains_key(FLASH) {
+            session.remove_as::<Flash>(FLASH).and_then(Result::ok)
+        } else {
+            None
+        };
         let layout = Layout {
             user: user.as_ref().map(|u| NavUser {
                 login: u.login.clone(),
