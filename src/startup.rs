@@ -70,6 +70,9 @@ impl Application {
 /// this site (avatars from https hosts), forms only to this site, never framed.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// Sent on every response when the public URL is https: browsers then use https only.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
 fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::Result<Server> {
     let https = app.config.is_https();
     // The cookie expires with the session; the server checks the session's own expiry.
@@ -87,11 +90,14 @@ fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::
                 .cookie_content_security(CookieContentSecurity::Private)
                 .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
                 .build();
-        let headers = DefaultHeaders::new()
+        let mut headers = DefaultHeaders::new()
             .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "same-origin"))
             .add(("X-Frame-Options", "DENY"));
+        if https {
+            headers = headers.add(("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY));
+        }
         ActixApp::new()
             .wrap(from_fn(head::head_as_get))
             .wrap(sessions)

@@ -1,5 +1,6 @@
-//! HTTP behaviour every route shares: `HEAD` answers like `GET` without a body. Requests go
-//! over a raw socket, so what is checked is exactly what the server writes.
+//! HTTP behaviour every route shares: `HEAD` answers like `GET` without a body, and
+//! `Strict-Transport-Security` under an https public URL. Requests go over a raw socket, so
+//! what is checked is exactly what the server writes.
 
 use std::collections::BTreeMap;
 
@@ -290,6 +291,53 @@ async fn head_on_a_route_without_get_answers_as_get_does_there_never_200() -> an
         );
         assert_eq!(head.status, get.status, "HEAD {path}");
         assert!(head.body.is_empty(), "HEAD {path} sent a body");
+    }
+    Ok(())
+}
+
+/// Paths that take different ways through the server: pages, the API, the index, static
+/// files, errors from handlers and from the login guard.
+const EVERY_KIND_OF_RESPONSE: [(&str, &str); 10] = [
+    ("GET", "/"),
+    ("GET", "/health"),
+    ("GET", "/index/config.json"),
+    ("GET", "/api/v1/crates?q=x"),
+    ("GET", "/static/wharf.css"),
+    ("GET", "/no/such/page"),
+    ("GET", "/api/v1/no/such/call"),
+    ("GET", "/me"),
+    ("GET", "/login/github/callback"),
+    ("HEAD", "/"),
+];
+
+#[tokio::test]
+async fn strict_transport_security_is_sent_on_every_response_under_https_only()
+-> anyhow::Result<()> {
+    let https = TestApp::builder()
+        .set("public_url", "https://crates.example.com")
+        .spawn()
+        .await;
+    for (method, path) in EVERY_KIND_OF_RESPONSE {
+        let answer = raw_request(&https, method, path, &[]).await?;
+        assert_eq!(
+            answer.header("strict-transport-security"),
+            Some("max-age=31536000"),
+            "{method} {path} ({})",
+            answer.status
+        );
+    }
+    let post = raw_request(&https, "POST", "/logout", &[]).await?;
+    assert_eq!(post.status, 403);
+    assert!(post.headers.contains_key("strict-transport-security"));
+
+    let http = TestApp::spawn().await;
+    for (method, path) in EVERY_KIND_OF_RESPONSE {
+        let answer = raw_request(&http, method, path, &[]).await?;
+        assert_eq!(
+            answer.header("strict-transport-security"),
+            None,
+            "plain http: {method} {path}"
+        );
     }
     Ok(())
 }
