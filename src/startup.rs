@@ -147,7 +147,12 @@ async fn clean_up_periodically(app: web::Data<App>) {
         }
         let result = app
             .db
-            .run(|conn| Ok(crate::models::session::clean_up(conn, crate::models::now())?))
+            .run(|conn| {
+                Ok(crate::models::session::clean_up(
+                    conn,
+                    crate::models::now(),
+                )?)
+            })
             .await;
         match result {
             Ok(0) => {}

@@ -65,7 +65,11 @@ pub async fn log_out_everywhere(
     _form: CsrfForm,
 ) -> PageResult<HttpResponse> {
     let ended = session::log_out_everywhere(&app, &user.session, user.user.id).await?;
-    tracing::info!(user.id = user.user.id, sessions = ended, "logged out everywhere");
+    tracing::info!(
+        user.id = user.user.id,
+        sessions = ended,
+        "logged out everywhere"
+    );
     session::flash(
         &user.session,
         "success",

@@ -36,7 +36,8 @@ fn is_local_path(next: &str) -> bool {
     };
     let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/');
     let in_query = |b: u8| plain(b) || matches!(b, b'=' | b'&' | b'+' | b'?');
-    path.split('/').all(|segment| segment != "." && segment != "..")
+    path.split('/')
+        .all(|segment| segment != "." && segment != "..")
         && only(path.as_bytes(), plain)
         && query.is_none_or(|q| only(q.as_bytes(), in_query))
 }
@@ -158,7 +159,11 @@ mod tests {
             &long,
         ];
         for next in refused {
-            assert_eq!(safe_next(Some(next)), DEFAULT_NEXT, "{next:?} must not be followed");
+            assert_eq!(
+                safe_next(Some(next)),
+                DEFAULT_NEXT,
+                "{next:?} must not be followed"
+            );
         }
         assert_eq!(safe_next(None), DEFAULT_NEXT);
     }

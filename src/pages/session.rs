@@ -84,9 +84,9 @@ pub struct CurrentUser {
 type LoginMemo = Rc<OnceCell<Option<User>>>;
 
 /// The user of this request's live login, if any: the session row exists, has not expired,
-/// and its user exists. The first call looks the session id up in the
-/// database (one query, joined with the user); later calls in the same request reuse it. A
-/// session id the server no longer knows (logged out, expired) is removed from the cookie.
+/// and its user exists. The first call looks the session id up in the database (one query,
+/// joined with the user); later calls in the same request reuse it. A session id the server
+/// no longer knows (logged out, expired) is removed from the cookie.
 pub fn login_of(req: &HttpRequest) -> impl Future<Output = AppResult<Option<User>>> + 'static {
     let app = req.app_data::<web::Data<App>>().cloned();
     let session = req.get_session();

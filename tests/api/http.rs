@@ -153,7 +153,11 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         case((api, "/crates"), "/api/v1/crates?q=head&per_page=5", 200),
         case((api, "/crates/{name}"), "/api/v1/crates/headcheck", 200),
         case((api, "/crates/{name}"), "/api/v1/crates/missing", 404),
-        case((api, "/crates/{name}/owners"), "/api/v1/crates/headcheck/owners", 200),
+        case(
+            (api, "/crates/{name}/owners"),
+            "/api/v1/crates/headcheck/owners",
+            200,
+        ),
         case(
             (api, "/crates/{name}/{version}/download"),
             "/api/v1/crates/headcheck/1.0.0/download",
@@ -189,14 +193,22 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         case(("", "/login"), "/login?next=/settings/tokens", 303).header("Cookie", &cookie),
         case(("", "/login/github"), "/login/github?next=/me", 303)
             .volatile(&["location", "set-cookie"]),
-        case(("", "/login/github/callback"), "/login/github/callback", 400),
+        case(
+            ("", "/login/github/callback"),
+            "/login/github/callback",
+            400,
+        ),
         case(("/me", ""), "/me", 303),
         case(("/me", ""), "/me", 200).header("Cookie", &cookie),
         case((settings, "/tokens"), "/settings/tokens", 303),
         case((settings, "/tokens"), "/settings/tokens", 200).header("Cookie", &cookie),
         case(("", "/crates/{name}"), "/crates/headcheck", 200),
         case(("", "/crates/{name}"), "/crates/missing", 404),
-        case(("", "/crates/{name}/history"), "/crates/headcheck/history", 200),
+        case(
+            ("", "/crates/{name}/history"),
+            "/crates/headcheck/history",
+            200,
+        ),
         case((crate_settings, ""), "/crates/headcheck/settings", 200).header("Cookie", &cookie),
         case((crate_settings, ""), "/crates/headcheck/settings", 303),
         case(
@@ -311,8 +323,8 @@ const EVERY_KIND_OF_RESPONSE: [(&str, &str); 10] = [
 ];
 
 #[tokio::test]
-async fn strict_transport_security_is_sent_on_every_response_under_https_only()
--> anyhow::Result<()> {
+async fn strict_transport_security_is_sent_on_every_response_under_https_only() -> anyhow::Result<()>
+{
     let https = TestApp::builder()
         .set("public_url", "https://crates.example.com")
         .spawn()

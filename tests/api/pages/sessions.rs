@@ -32,7 +32,11 @@ async fn assert_session_is_dead(
     let web = &web.copy();
     let tokens_before = api_tokens_of(app, login)?;
     let page = web.get("/settings/tokens").await?;
-    assert_eq!(page.status, 303, "the tokens page is refused: {}", page.body);
+    assert_eq!(
+        page.status, 303,
+        "the tokens page is refused: {}",
+        page.body
+    );
     assert_eq!(page.location(), Some("/login?next=%2Fsettings%2Ftokens"));
     let me = web.get("/me").await?;
     assert_eq!(me.status, 303);
@@ -54,7 +58,11 @@ async fn assert_session_is_dead(
         created.status,
         created.body
     );
-    assert_eq!(api_tokens_of(app, login)?, tokens_before, "no token was minted");
+    assert_eq!(
+        api_tokens_of(app, login)?,
+        tokens_before,
+        "no token was minted"
+    );
 
     let listed = web
         .api(
@@ -212,6 +220,9 @@ async fn logging_out_on_one_instance_ends_the_session_on_every_instance() -> any
 
     assert_eq!(alice.post("/logout", &[]).await?.status, 303);
     let me = on_second.get("/me").await?;
-    assert_eq!(me.status, 303, "the other instance refuses it after the logout");
+    assert_eq!(
+        me.status, 303,
+        "the other instance refuses it after the logout"
+    );
     Ok(())
 }
