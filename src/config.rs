@@ -16,6 +16,9 @@ use url::Url;
 /// The longest lifetime an exchanged Trusted Publishing token may be given.
 pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
 
+/// The longest a login may last.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// The keys Wharf reads, in lower case; `WHARF_` + upper case in the environment.
 const KEYS: &[&str] = &[
     "bind",
@@ -25,6 +28,7 @@ const KEYS: &[&str] = &[
     "database_pool_size",
     "storage_dir",
     "session_key",
+    "session_ttl",
     "github_client_id",
     "github_client_secret",
     "github_url",
@@ -51,6 +55,8 @@ pub struct Config {
     pub storage_dir: PathBuf,
     /// `None`: generated once and kept in the data dir (see [`crate::startup`]).
     pub session_key: Option<Secret>,
+    /// How long a login lasts (checked by the server; the cookie expires with it).
+    pub session_ttl: Duration,
     pub github: GitHubConfig,
     pub trustpub: TrustpubConfig,
     pub limits: Limits,
@@ -276,6 +282,15 @@ impl Config {
             .unwrap_or_else(|| data_dir.join("crates"));
 
         let session_key = raw.get("session_key").map(Secret::new);
+        let session_ttl = match raw.get("session_ttl") {
+            Some(ttl) => humantime::parse_duration(ttl).with_context(|| {
+                format!("WHARF_SESSION_TTL: `{ttl}` is not a duration such as 14d or 8h")
+            })?,
+            None => Duration::from_secs(14 * 24 * 60 * 60),
+        };
+        if session_ttl > MAX_SESSION_TTL || session_ttl < Duration::from_secs(1) {
+            bail!("WHARF_SESSION_TTL must be between 1s and 365d");
+        }
 
         let oauth = match (raw.get("github_client_id"), raw.get("github_client_secret")) {
             (Some(id), Some(secret)) => Some(GitHubOAuth {
@@ -362,6 +377,7 @@ impl Config {
             },
             storage_dir,
             session_key,
+            session_ttl,
             github,
             trustpub: TrustpubConfig {
                 audience,
@@ -465,6 +481,7 @@ mod tests {
         assert_eq!(config.storage_dir, PathBuf::from("./wharf-data/crates"));
         assert_eq!(config.trustpub.audience, "127.0.0.1:8080");
         assert_eq!(config.trustpub.token_ttl, Duration::from_secs(1800));
+        assert_eq!(config.session_ttl, Duration::from_secs(14 * 24 * 60 * 60));
         assert_eq!(config.limits.max_crate_size, 10 * 1024 * 1024);
         assert!(config.github.oauth.is_none());
         Ok(())
@@ -488,6 +505,18 @@ mod tests {
     fn token_ttl_is_bounded() {
         assert!(config(&[("trustpub_token_ttl", "7h")]).is_err());
         assert!(config(&[("trustpub_token_ttl", "6h")]).is_ok());
+    }
+
+    #[test]
+    fn session_ttl_is_a_bounded_duration() -> anyhow::Result<()> {
+        assert_eq!(
+            config(&[("session_ttl", "8h")])?.session_ttl,
+            Duration::from_secs(8 * 60 * 60)
+        );
+        assert!(config(&[("session_ttl", "366d")]).is_err());
+        assert!(config(&[("session_ttl", "0s")]).is_err());
+        assert!(config(&[("session_ttl", "forever")]).is_err());
+        Ok(())
     }
 
     #[test]

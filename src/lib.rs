@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 pub mod errors;
+pub mod head;
 pub mod models;
 pub mod oauth;
 pub mod pages;

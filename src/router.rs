@@ -102,9 +102,10 @@ fn pages_routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(login::logout))
         // the user's own pages, behind the login guard
         .service(
-            web::resource("/me")
+            web::scope("/me")
                 .wrap(from_fn(pages::session::require_login))
-                .route(web::get().to(me::dashboard)),
+                .route("", web::get().to(me::dashboard))
+                .route("/logout-everywhere", web::post().to(me::log_out_everywhere)),
         )
         .service(
             web::scope("/settings")

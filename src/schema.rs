@@ -64,6 +64,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> BigInt,
         login -> Text,
@@ -105,6 +114,7 @@ diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(crate_audit_log -> crates (crate_id));
 diesel::joinable!(crate_owners -> crates (crate_id));
 diesel::joinable!(index_files -> crates (crate_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(versions -> crates (crate_id));
 
 diesel::table! {
@@ -163,6 +173,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     crate_owners,
     crates,
     index_files,
+    sessions,
     trustpub_github_configs,
     trustpub_gitlab_configs,
     trustpub_tokens,

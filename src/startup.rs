@@ -10,7 +10,7 @@ use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_session::storage::CookieSessionStore;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App as ActixApp, HttpServer, web};
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::errors::{json_config_error, path_config_error, query_config_error};
 use crate::telemetry::RequestSpan;
-use crate::{pages, router};
+use crate::{head, pages, router};
 
 /// Largest JSON body of any API call other than publish.
 const JSON_LIMIT: usize = 64 * 1024;
@@ -52,8 +52,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s). Meanwhile
-    /// expired Trusted Publishing tokens and used `jti`s are deleted every few minutes (on
-    /// every instance; the deletes are idempotent).
+    /// expired Trusted Publishing tokens, used `jti`s and expired sessions are deleted every
+    /// few minutes (on every instance; the deletes are idempotent).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
         let result = self.server.await;
@@ -70,31 +70,36 @@ impl Application {
 /// this site (avatars from https hosts), forms only to this site, never framed.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// How long a login lasts.
-const SESSION_DAYS: i64 = 14;
+/// Sent on every response when the public URL is https: browsers then use https only.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
 fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::Result<Server> {
-    let secure_cookies = app.config.is_https();
+    let https = app.config.is_https();
+    // The cookie expires with the session; the server checks the session's own expiry.
+    let session_ttl = actix_web::cookie::time::Duration::seconds(
+        i64::try_from(app.config.session_ttl.as_secs()).context("WHARF_SESSION_TTL is too long")?,
+    );
     let server = HttpServer::new(move || {
         let sessions =
             SessionMiddleware::builder(CookieSessionStore::default(), session_key.clone())
                 .cookie_name("wharf_session".to_owned())
-                .cookie_secure(secure_cookies)
+                .cookie_secure(https)
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .cookie_path("/".to_owned())
                 .cookie_content_security(CookieContentSecurity::Private)
-                .session_lifecycle(
-                    PersistentSession::default()
-                        .session_ttl(actix_web::cookie::time::Duration::days(SESSION_DAYS)),
-                )
+                .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
                 .build();
-        let headers = DefaultHeaders::new()
+        let mut headers = DefaultHeaders::new()
             .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "same-origin"))
             .add(("X-Frame-Options", "DENY"));
+        if https {
+            headers = headers.add(("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY));
+        }
         ActixApp::new()
+            .wrap(from_fn(head::head_as_get))
             .wrap(sessions)
             .wrap(headers)
             .wrap(TracingLogger::<RequestSpan>::new())
@@ -139,6 +144,20 @@ async fn clean_up_periodically(app: web::Data<App>) {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "expired trusted publishing tokens and jtis deleted"),
             Err(error) => tracing::warn!(?error, "clean-up of expired tokens failed"),
+        }
+        let result = app
+            .db
+            .run(|conn| {
+                Ok(crate::models::session::clean_up(
+                    conn,
+                    crate::models::now(),
+                )?)
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "expired sessions deleted"),
+            Err(error) => tracing::warn!(?error, "clean-up of expired sessions failed"),
         }
     }
 }

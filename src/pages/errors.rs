@@ -98,9 +98,10 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            PageError::LoginRequired { next } => {
-                super::see_other(&format!("/login?next={}", super::encode(next)))
-            }
+            PageError::LoginRequired { next } => super::see_other(&format!(
+                "/login?next={}",
+                super::encode(&super::next::safe_next(Some(next)))
+            )),
             PageError::App(error) => {
                 if let AppError::Internal(cause) = error {
                     tracing::error!(error = format!("{cause:#}"), "page request failed");

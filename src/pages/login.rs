@@ -5,6 +5,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::errors::PageError;
+use super::next::safe_next;
 use super::session::{self, CsrfForm, Layout, PageContext};
 use super::{PageResult, no_store, render, see_other};
 use crate::app::App;
@@ -25,14 +26,6 @@ struct PendingLogin {
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
-}
-
-/// Only paths on this site: never another host (`//host`, `/\host`) after a login.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/me".to_owned(),
-    }
 }
 
 #[derive(Template)]
@@ -136,27 +129,17 @@ pub async fn callback(
         .transaction(move |conn| oauth::upsert_user(conn, &github_user, now()))
         .await?;
     tracing::info!(user.id = user.id, user.login = %user.login, "logged in");
-    session::log_in(&session, user.id)?;
+    session::log_in(&app, &session, user.id).await?;
     session::flash(&session, "success", format!("Logged in as {}.", user.login))?;
-    Ok(see_other(&pending.next))
+    Ok(see_other(&safe_next(Some(&pending.next))))
 }
 
-/// `POST /logout`
-pub async fn logout(ctx: PageContext, _form: CsrfForm) -> HttpResponse {
-    session::log_out(&ctx.session);
-    see_other("/")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_local_paths_are_followed_after_login() {
-        assert_eq!(safe_next(Some("/crates/x/settings")), "/crates/x/settings");
-        assert_eq!(safe_next(Some("//evil.example")), "/me");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/me");
-        assert_eq!(safe_next(Some("https://evil.example")), "/me");
-        assert_eq!(safe_next(None), "/me");
-    }
+/// `POST /logout`: ends this session on the server, so a copy of the cookie is worthless.
+pub async fn logout(
+    app: web::Data<App>,
+    ctx: PageContext,
+    _form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    session::log_out(&app, &ctx.session).await?;
+    Ok(see_other("/"))
 }

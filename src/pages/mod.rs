@@ -19,6 +19,7 @@ pub mod home;
 pub mod login;
 pub mod markdown;
 pub mod me;
+pub mod next;
 pub mod session;
 pub mod static_files;
 pub mod tokens;

@@ -9,6 +9,7 @@ mod credential_provider;
 mod dev;
 mod e2e_cargo;
 mod health;
+mod http;
 mod index;
 mod pages;
 mod support;

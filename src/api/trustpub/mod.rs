@@ -16,14 +16,8 @@ use crate::tokens::EndpointScope;
 /// matches (see [`crate::pages::session::api_session_user`]), or the holder of an API token with
 /// the `trusted-publishing` scope (whose crate scopes must allow `crate_name`, when known).
 pub async fn manager(app: &App, req: &HttpRequest, crate_name: Option<String>) -> AppResult<User> {
-    if let Some(user_id) = crate::pages::session::api_session_user(req)? {
-        return app
-            .db
-            .run(move |conn| {
-                User::by_id(conn, user_id)
-                    .map_err(|_| forbidden("the session's user no longer exists; log in again"))
-            })
-            .await;
+    if let Some(user) = crate::pages::session::api_session_user(req).await? {
+        return Ok(user);
     }
     if req
         .headers()

@@ -328,3 +328,82 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
     assert_eq!(info["crate"]["trustpub_only"], true);
     Ok(())
 }
+
+/// `next` values that a lax check lets through and that browsers turn into another site (tabs
+/// and newlines are stripped, `\` is read as `/`), plus their encoded forms. `{host}` is another
+/// origin (the fake GitHub): a redirect there would be an open redirect.
+const HOSTILE_NEXTS: [&str; 16] = [
+    "/\t/{host}/",
+    "/\n/{host}/",
+    "/\r/{host}/",
+    "/\t\t/{host}/",
+    "/\\{host}/",
+    "/\t\\{host}/",
+    "\\\\{host}/",
+    "//{host}/",
+    " //{host}/",
+    "/.//{host}/",
+    "http://{host}/",
+    "/%09/{host}/",
+    "/%2f%2f{host}/",
+    "/%5c{host}/",
+    "%2f%2f{host}/",
+    "/\u{3000}/{host}/",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_next_never_leaves_the_registry() -> anyhow::Result<()> {
+    let driver = ChromeDriver::start().expect(INSTALL_HINT);
+    let profile = tempfile::tempdir()?;
+    let client = browser(&driver, profile.path()).await?;
+    let result = hostile_nexts(&client).await;
+    client.close().await?;
+    result
+}
+
+async fn hostile_nexts(client: &Client) -> anyhow::Result<()> {
+    let (app, github) = spawn_with_github().await?;
+    let base = app.base_url.clone();
+    let registry = url::Url::parse(&base)?.origin();
+    let other_host = url::Url::parse(github.base_url())?
+        .host_str()
+        .map(str::to_owned)
+        .context("the fake GitHub's host")?;
+    let other_port = url::Url::parse(github.base_url())?
+        .port()
+        .context("the fake GitHub's port")?;
+    let host = format!("{other_host}:{other_port}");
+    for hostile in HOSTILE_NEXTS {
+        let next = hostile.replace("{host}", &host);
+        let login_url = format!(
+            "{base}/login?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+
+        // Returning from the (fake) GitHub login.
+        client.goto(&login_url).await?;
+        click_and_wait(client, "#login-github").await?;
+        fill(client, "#login", "alice").await?;
+        click_and_wait(client, "#authorize").await?;
+        let after_login = client.current_url().await?;
+        assert_eq!(
+            after_login.origin(),
+            registry,
+            "after logging in with next={next:?} the browser left for {after_login}"
+        );
+
+        // Already logged in: the login page sends the browser on at once.
+        client.goto(&login_url).await?;
+        let logged_in = client.current_url().await?;
+        assert_eq!(
+            logged_in.origin(),
+            registry,
+            "logged in, /login?next={next:?} sent the browser to {logged_in}"
+        );
+
+        // Log out for the next round.
+        client.goto(&format!("{base}/")).await?;
+        click_and_wait(client, "#logout").await?;
+    }
+    Ok(())
+}

@@ -6,5 +6,6 @@ mod crate_page;
 mod history;
 mod home;
 mod login;
+mod sessions;
 mod settings;
 mod tokens;

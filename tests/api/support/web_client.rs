@@ -79,6 +79,8 @@ pub struct WebClient {
     pub base_url: String,
     client: reqwest::Client,
     cookie: Mutex<Option<String>>,
+    /// Ignores `Set-Cookie` (see [`WebClient::copy`]).
+    frozen: bool,
 }
 
 impl WebClient {
@@ -90,6 +92,23 @@ impl WebClient {
                 .build()
                 .expect("client"),
             cookie: Mutex::new(None),
+            frozen: false,
+        }
+    }
+
+    /// Another client holding a copy of this one's session cookie, as a thief would: it keeps
+    /// sending that cookie whatever the server answers.
+    pub fn copy(&self) -> WebClient {
+        self.copy_to(&self.base_url)
+    }
+
+    /// [`WebClient::copy`], sending to another instance (at `base_url`) of the registry.
+    pub fn copy_to(&self, base_url: &str) -> WebClient {
+        WebClient {
+            base_url: base_url.to_owned(),
+            client: self.client.clone(),
+            cookie: Mutex::new(self.cookie()),
+            frozen: true,
         }
     }
 
@@ -114,7 +133,7 @@ impl WebClient {
         for value in response.headers().get_all(SET_COOKIE) {
             let value = value.to_str()?;
             let pair = value.split(';').next().unwrap_or_default().to_owned();
-            if pair.starts_with("wharf_session=") {
+            if pair.starts_with("wharf_session=") && !self.frozen {
                 *self.cookie.lock().unwrap() = if pair == "wharf_session=" {
                     None
                 } else {
