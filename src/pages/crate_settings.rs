@@ -534,11 +534,9 @@ pub async fn add_owner(
                     "login: there is no user `{login}` here; they must log in to this registry once first"
                 ))
             })?;
+            let already = || bad_request(format!("login: `{}` is already an owner", target.login));
             if Crate::is_owner(conn, krate.id, target.id)? {
-                return Err(bad_request(format!(
-                    "login: `{}` is already an owner",
-                    target.login
-                )));
+                return Err(already());
             }
             let now = now();
             NewCrateOwner {
@@ -547,7 +545,15 @@ pub async fn add_owner(
                 created_at: now,
                 created_by: Some(me.id),
             }
-            .insert(conn)?;
+            .insert(conn)
+            // Added by a concurrent request since the check above.
+            .map_err(|e| {
+                if crate::db::is_unique_violation(&e) {
+                    already()
+                } else {
+                    e.into()
+                }
+            })?;
             audit::record(
                 conn,
                 krate.id,

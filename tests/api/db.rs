@@ -86,6 +86,9 @@ async fn a_transaction_whose_panic_is_caught_leaves_its_connection_clean() -> an
     let half = user_exists(&app, "half-written")?;
     let after = user_exists(&app, "after-the-panic")?;
     assert!(!half, "the panicked transaction was rolled back");
-    assert!(after, "the next transaction was committed, not nested in the dead one");
+    assert!(
+        after,
+        "the next transaction was committed, not nested in the dead one"
+    );
     Ok(())
 }
