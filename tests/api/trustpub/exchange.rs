@@ -356,3 +356,43 @@ async fn a_jti_used_on_one_instance_is_refused_on_another_sharing_the_database()
         .await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_gitlab_token_whose_ci_config_comes_from_another_project_is_refused() -> anyhow::Result<()>
+{
+    let idp = FakeIdp::start(Provider::GitLab);
+    let app = TestApp::builder().gitlab_idp(&idp).spawn().await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    app.add_gitlab_config(&owner, "widget", fake_idp::GITLAB_NAMESPACE, None)
+        .await;
+    let host = idp.issuer().trim_start_matches("http://").to_owned();
+    let cases = [
+        (
+            "another_project",
+            idp.gitlab_ci_config_ref_uri("mallory/ci-templates", fake_idp::GITLAB_CI_CONFIG),
+        ),
+        (
+            "another_ref",
+            format!("{host}/acme/widget//.gitlab-ci.yml@refs/heads/unprotected"),
+        ),
+    ];
+    for (name, uri) in cases {
+        let claims = idp.gitlab_claims(&app.audience(), json!({ "ci_config_ref_uri": uri }));
+        let (status, body) = app.exchange(&idp.sign(&claims)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.get("token").is_none());
+        insta::with_settings!({ filters => vec![(r"127\.0\.0\.1:\d+", "[host]")] }, {
+            insta::assert_snapshot!(format!("ci_config_{name}"), detail(&body).to_owned());
+        });
+    }
+    // The project's own CI config, at the commit being built, is still accepted.
+    let own = idp.gitlab_claims(
+        &app.audience(),
+        json!({ "ci_config_ref_uri": format!("{host}/acme/widget//.gitlab-ci.yml@{}", fake_idp::SHA) }),
+    );
+    let (status, body) = app.exchange(&idp.sign(&own)).await;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
