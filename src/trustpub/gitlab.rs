@@ -481,4 +481,32 @@ mod tests {
         at_sha.ci_config_ref_uri = format!("gitlab.com/acme/widget//.gitlab-ci.yml@{SHA}");
         assert_eq!(outcome(&at_sha, publisher(".gitlab-ci.yml")), Ok(()));
     }
+
+    #[test]
+    fn namespace_project_and_environment_fold_ascii_case_only() {
+        // (project_path claim, environment claim, configured environment, accepted)
+        let cases = [
+            ("ACME/Widget", Some("K8S"), Some("k8s"), true),
+            ("acme/widget", Some("\u{212A}8s"), Some("k8s"), false), // KELVIN SIGN
+            ("a\u{212A}me/widget", None, None, false),
+            ("acme/wid\u{17F}et", None, None, false), // LONG S (as a stand-in: not `g`)
+            ("acme/w\u{131}dget", None, None, false), // DOTLESS I
+            ("acme/W\u{130}dget", None, None, false), // CAPITAL I WITH DOT ABOVE
+        ];
+        for (project_path, claimed, configured, accepted) in cases {
+            let uri = format!("gitlab.com/{project_path}//.gitlab-ci.yml@refs/tags/v1.0.0");
+            let mut claims = claims("https://gitlab.com", project_path, &uri);
+            claims.environment = claimed.map(str::to_owned);
+            let publisher = GitLabPublisher {
+                environment: configured.map(str::to_owned),
+                ..publisher(".gitlab-ci.yml")
+            };
+            let result = outcome(&claims, publisher);
+            assert_eq!(
+                result.is_ok(),
+                accepted,
+                "{project_path:?} {claimed:?} against {configured:?}: {result:?}"
+            );
+        }
+    }
 }

@@ -396,3 +396,34 @@ async fn a_gitlab_token_whose_ci_config_comes_from_another_project_is_refused() 
     assert_eq!(status, 200, "{body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn unicode_look_alikes_of_configured_names_are_not_matched() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", Some("k8s")).await;
+    // U+212A KELVIN SIGN lower-cases to `k`, U+017F LONG S upper-cases to `S`: neither is the
+    // ASCII letter the owner configured.
+    let cases = [
+        ("environment", json!({ "environment": "\u{212A}8s" })),
+        (
+            "repository",
+            json!({ "environment": "k8s", "repository": "octo-org/widget\u{17F}" }),
+        ),
+        (
+            "owner",
+            json!({ "environment": "k8s", "repository": "octo-org\u{212A}/widget" }),
+        ),
+    ];
+    for (name, overrides) in cases {
+        let (status, body) = app
+            .exchange(&idp.sign(&idp.github_claims(&app.audience(), overrides)))
+            .await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.get("token").is_none(), "{name}");
+    }
+    let (status, body) = app
+        .exchange(&idp.sign(&idp.github_claims(&app.audience(), json!({ "environment": "K8S" }))))
+        .await;
+    assert_eq!(status, 200, "ASCII case still folds: {body}");
+    Ok(())
+}
