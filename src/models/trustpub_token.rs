@@ -86,7 +86,10 @@ pub fn claim_jti(
     }
 }
 
-/// Deletes expired tokens and `jti`s that can no longer be replayed; returns how many rows.
+/// Deletes expired tokens, and `jti`s whose ID token can no longer verify: a `jti` is deleted
+/// once its `expires_at` (`VerifiedIdentity::replay_window_ends_at`) is at or before `now`,
+/// which is after the last instant its token is accepted (`trustpub::refused_from`), so no
+/// token whose `jti` was forgotten can be presented again. Returns how many rows.
 pub fn clean_up(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
     let tokens = diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::expires_at.le(now)))
         .execute(conn)?;

@@ -28,7 +28,10 @@ pub use errors::{MatchError, VerifyError};
 pub use github::{GitHubClaims, GitHubPublisher};
 pub use gitlab::{GitLabClaims, GitLabPublisher};
 pub use identity::{Provider, VerifiedIdentity};
-pub use verify::{LEEWAY_SECONDS, MAX_TOKEN_BYTES, TrustpubSettings, Verifier};
+pub use verify::{
+    JTI_MARGIN_SECONDS, LEEWAY_SECONDS, MAX_TOKEN_BYTES, TrustpubSettings, Verifier,
+    jti_forgettable_from, refused_from,
+};
 
 /// A publisher config that accepted a verified identity: the exchanged token may publish new
 /// versions of `crate_name`.

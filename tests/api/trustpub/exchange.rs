@@ -427,3 +427,65 @@ async fn unicode_look_alikes_of_configured_names_are_not_matched() -> anyhow::Re
     assert_eq!(status, 200, "ASCII case still folds: {body}");
     Ok(())
 }
+
+/// Whether the used `jti` `hash` is still remembered.
+fn jti_remembered(app: &TestApp, hash: &'static str) -> anyhow::Result<bool> {
+    use diesel::prelude::*;
+    use wharf::schema::trustpub_used_jtis;
+    app.app.db.blocking(move |conn| {
+        Ok(trustpub_used_jtis::table
+            .filter(trustpub_used_jtis::jti_hash.eq(hash))
+            .count()
+            .get_result::<i64>(conn)?
+            > 0)
+    })
+}
+
+#[tokio::test]
+async fn a_used_jti_is_remembered_for_as_long_as_its_id_token_verifies() -> anyhow::Result<()> {
+    use chrono::{DateTime, TimeDelta};
+    use wharf::models::trustpub_token;
+
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder().github_idp(&idp).spawn().await;
+    let claims = idp.github_claims(&app.audience(), json!({}));
+    let jwt = idp.sign(&claims);
+    let exp = DateTime::from_timestamp(claims["exp"].as_i64().unwrap(), 0).unwrap();
+    // What the exchange does: verify, then remember the jti until the identity's window ends.
+    let identity = app.app.verifier.verify_at(&jwt, exp).await?;
+    let until = identity.replay_window_ends_at().naive_utc();
+    app.app
+        .db
+        .blocking(move |conn| Ok(trustpub_token::claim_jti(conn, "probe", until)?))?;
+
+    // The clean-up runs at each instant (with sub-second precision, as in production), and
+    // the token is presented again at that instant: it must never both be forgotten and verify.
+    let mut last_accepted = None;
+    let mut forgotten_at = None;
+    for millis in [
+        0, 59_999, 60_000, 60_001, 60_500, 60_999, 61_000, 61_001, 61_500, 62_000, 90_000, 120_999,
+        121_000, 121_001, 122_000,
+    ] {
+        let now = exp + TimeDelta::milliseconds(millis);
+        app.app
+            .db
+            .blocking(move |conn| Ok(trustpub_token::clean_up(conn, now.naive_utc())?))?;
+        let remembered = jti_remembered(&app, "probe")?;
+        let accepted = app.app.verifier.verify_at(&jwt, now).await.is_ok();
+        assert!(
+            remembered || !accepted,
+            "at exp + {millis} ms the jti was forgotten while the ID token still verifies"
+        );
+        if accepted {
+            last_accepted = Some(millis);
+        }
+        if !remembered && forgotten_at.is_none() {
+            forgotten_at = Some(millis);
+        }
+    }
+    // The acceptance boundary is exp + 60 s leeway (to the second); the jti is forgotten
+    // eventually, not kept for ever.
+    assert_eq!(last_accepted, Some(60_999));
+    assert!(forgotten_at.is_some(), "the clean-up never forgot the jti");
+    Ok(())
+}
