@@ -665,6 +665,21 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_environments_fold_ascii_case_only() {
+        let cases = [
+            (Some("k8s"), Some("K8S"), true),
+            (None, None, true),
+            (Some("k8s"), None, false),
+            (Some("k8s"), Some("\u{212A}8s"), false), // KELVIN SIGN
+            (Some("staging"), Some("\u{17F}taging"), false), // LONG S
+            (Some("prod-é"), Some("PROD-É"), false),
+        ];
+        for (a, b, same) in cases {
+            assert_eq!(eq_env(a, b), same, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
     fn gitlab_fields_allow_subgroups_and_nested_ci_files() {
         let input = GitLabConfigInput {
             krate: "foo".into(),
