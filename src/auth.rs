@@ -2,6 +2,8 @@
 //! resolved to a user's API token or a Trusted Publishing token, and the checks handlers make
 //! against it. Every check is made at the time of the request against current ownership.
 
+use std::collections::BTreeMap;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use chrono::NaiveDateTime;
@@ -9,6 +11,7 @@ use chrono::NaiveDateTime;
 use crate::db::DbConn;
 use crate::errors::{AppResult, forbidden};
 use crate::models::audit::Actor;
+use crate::models::trustpub_token::{CrateGrant, publisher_detail};
 use crate::models::{ApiToken, Crate, User};
 use crate::tokens::{self, EndpointScope};
 
@@ -57,11 +60,39 @@ pub struct UserAuth {
 #[derive(Debug)]
 pub struct TrustpubAuth {
     pub token_id: i64,
-    /// The crates whose publisher configs matched at exchange time.
-    pub crate_ids: Vec<i64>,
+    /// The crates whose publisher configs matched at exchange time, by crate id, with the
+    /// revocation (if any) that took the crate away from the token since.
+    pub crates: BTreeMap<i64, CrateGrant>,
     /// The CI identity (actor, repository, workflow, run…), recorded on every publish.
     pub publisher: serde_json::Value,
     pub actor: String,
+}
+
+impl TrustpubAuth {
+    /// Refuses unless the token may publish the crate `crate_id` (named `name`) now.
+    pub fn check_crate(&self, crate_id: i64, name: &str) -> AppResult<()> {
+        match self.crates.get(&crate_id) {
+            Some(CrateGrant { revoked: None, .. }) => Ok(()),
+            Some(CrateGrant {
+                revoked: Some(revocation),
+                ..
+            }) => Err(forbidden(format!(
+                "this Trusted Publishing token may no longer publish `{name}`: {revocation}. Exchange a fresh ID token from a workflow that is still a trusted publisher of `{name}`"
+            ))),
+            None => Err(forbidden(format!(
+                "this Trusted Publishing token is not valid for crate `{name}`: no trusted publisher config of `{name}` matched the workflow that requested it"
+            ))),
+        }
+    }
+
+    /// What a publish of the crate `crate_id` records: the CI identity and the config that
+    /// matched.
+    pub fn publisher_for(&self, crate_id: i64) -> serde_json::Value {
+        publisher_detail(
+            &self.publisher,
+            self.crates.get(&crate_id).map(|grant| grant.config_id),
+        )
+    }
 }
 
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -137,30 +137,52 @@ impl Database {
     }
 }
 
-/// A write transaction on either backend (see [`Database::transaction`]).
+/// A write transaction on either backend (see [`Database::transaction`]): committed when `f`
+/// returns `Ok`, rolled back when it returns `Err` — and rolled back as well when `f` panics,
+/// so that neither the connection nor SQLite's write lock outlives the transaction.
+///
+/// Both backends go through diesel's transaction manager (SQLite with `BEGIN IMMEDIATE`), so
+/// diesel knows the connection is inside a transaction: nested `transaction` calls in `f`
+/// become savepoints, and a connection whose rollback failed counts as broken, which makes
+/// the pool discard it instead of lending it out again.
 pub fn write_transaction<T>(
     conn: &mut DbConn,
     f: impl FnOnce(&mut DbConn) -> AppResult<T>,
 ) -> AppResult<T> {
     match conn {
-        DbConn::Sqlite(_) => {
-            // `immediate_transaction` lives on the inner connection, but `f` wants the enum;
-            // issue the statements by hand, with the same semantics.
-            conn.batch_execute("BEGIN IMMEDIATE")?;
-            match f(conn) {
-                Ok(value) => {
-                    conn.batch_execute("COMMIT")?;
-                    Ok(value)
-                }
-                Err(error) => {
-                    if let Err(rollback) = conn.batch_execute("ROLLBACK") {
-                        tracing::error!(error = %rollback, "rollback failed");
-                    }
-                    Err(error)
-                }
+        DbConn::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+        }
+        DbConn::Pg(_) => <DbConn as TransactionManager<DbConn>>::begin_transaction(conn)?,
+    }
+    let open = OpenTransaction { conn };
+    let value = f(open.conn)?;
+    <DbConn as TransactionManager<DbConn>>::commit_transaction(open.conn)?;
+    Ok(value)
+}
+
+/// The transaction begun by [`write_transaction`]. Dropping it while the transaction is still
+/// open — `f` returned an error, `f` panicked, or the commit failed without diesel's own
+/// rollback — rolls it back.
+struct OpenTransaction<'a> {
+    conn: &'a mut DbConn,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        // Down to the top level: `f` may have left a savepoint of its own open as well.
+        while let Ok(Some(_)) =
+            <DbConn as TransactionManager<DbConn>>::transaction_manager_status_mut(self.conn)
+                .transaction_depth()
+        {
+            if let Err(error) =
+                <DbConn as TransactionManager<DbConn>>::rollback_transaction(self.conn)
+            {
+                // diesel now counts the connection as broken, so the pool discards it.
+                tracing::error!(%error, "rollback failed");
+                break;
             }
         }
-        DbConn::Pg(_) => conn.transaction(|conn| f(conn)),
     }
 }
 

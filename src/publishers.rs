@@ -14,7 +14,9 @@ use crate::models::audit::{self, Actor};
 use crate::models::trustpub_config::{
     GitHubConfig, GitLabConfig, NewGitHubConfig, NewGitLabConfig,
 };
+use crate::models::trustpub_token::{self, ExchangedToken};
 use crate::models::{Crate, User, now};
+use crate::trustpub::Provider;
 
 /// At most this many publisher configs (GitHub and GitLab together) per crate.
 pub const MAX_CONFIGS_PER_CRATE: usize = 20;
@@ -412,9 +414,21 @@ pub enum ConfigKind {
     GitLab,
 }
 
-/// Removes a config of a crate `user` owns. An unknown id, or one of a crate the user does not
-/// own, is "not found" either way, so ids of other crates' configs are not revealed.
-pub async fn delete_config(app: &App, user: User, kind: ConfigKind, id: i64) -> AppResult<()> {
+impl ConfigKind {
+    /// The CI platform whose tokens configs of this kind accept.
+    pub fn provider(self) -> Provider {
+        match self {
+            ConfigKind::GitHub => Provider::GitHub,
+            ConfigKind::GitLab => Provider::GitLab,
+        }
+    }
+}
+
+/// Removes a config of a crate `user` owns, and revokes at once every unexpired token minted
+/// through it (for that crate: a token minted for several crates keeps the others); returns
+/// how many tokens were revoked. An unknown id, or one of a crate the user does not own, is
+/// "not found" either way, so ids of other crates' configs are not revealed.
+pub async fn delete_config(app: &App, user: User, kind: ConfigKind, id: i64) -> AppResult<usize> {
     app.db
         .transaction(move |conn| {
             let missing = || not_found(format!("no trusted publisher config with id {id}"));
@@ -445,8 +459,84 @@ pub async fn delete_config(app: &App, user: User, kind: ConfigKind, id: i64) -> 
                 ConfigKind::GitHub => GitHubConfig::delete(conn, id)?,
                 ConfigKind::GitLab => GitLabConfig::delete(conn, id)?,
             }
-            audit::record(conn, crate_id, &actor(&user), action, detail, now())?;
-            Ok(())
+            let now = now();
+            let revoked =
+                trustpub_token::revoke_minted_through(conn, kind.provider(), id, &user.login, now)?;
+            let mut detail = detail;
+            detail["revoked_tokens"] = json!(revoked);
+            audit::record(conn, crate_id, &actor(&user), action, detail, now)?;
+            Ok(revoked)
+        })
+        .await
+}
+
+/// How many unexpired tokens removing the config `id` of `kind` would revoke.
+pub async fn tokens_minted_through(app: &App, kind: ConfigKind, id: i64) -> AppResult<i64> {
+    app.db
+        .run(move |conn| {
+            Ok(trustpub_token::live_count_minted_through(
+                conn,
+                kind.provider(),
+                id,
+                now(),
+            )?)
+        })
+        .await
+}
+
+/// The unexpired tokens that may still publish a crate `user` owns.
+pub async fn exchanged_tokens(
+    app: &App,
+    user: User,
+    crate_name: String,
+) -> AppResult<Vec<ExchangedToken>> {
+    app.db
+        .run(move |conn| {
+            let krate = owned_crate(conn, &user, &crate_name)?;
+            Ok(trustpub_token::live_for_crate(conn, krate.id, now())?)
+        })
+        .await
+}
+
+/// Revokes the exchanged token `token_id` for a crate `user` owns: it can no longer publish
+/// that crate (a token minted for several crates keeps the others, whose owners did not
+/// revoke it). Returns the crate and the token as it was. A token that cannot publish the
+/// crate now (unknown, expired, revoked already, or minted for other crates) is "not found".
+pub async fn revoke_exchanged_token(
+    app: &App,
+    user: User,
+    crate_name: String,
+    token_id: i64,
+) -> AppResult<(Crate, ExchangedToken)> {
+    app.db
+        .transaction(move |conn| {
+            let krate = owned_crate(conn, &user, &crate_name)?;
+            let now = now();
+            let token = trustpub_token::live_for_crate(conn, krate.id, now)?
+                .into_iter()
+                .find(|t| t.id == token_id)
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "crate `{}` has no unexpired publish token {token_id} to revoke",
+                        krate.name
+                    ))
+                })?;
+            trustpub_token::revoke_for_crate(conn, token.id, krate.id, &user.login, now)?;
+            audit::record(
+                conn,
+                krate.id,
+                &actor(&user),
+                "trustpub_token_revoke",
+                json!({
+                    "token_id": token.id,
+                    "actor": token.actor,
+                    "workflow": token.workflow(),
+                    "run_url": token.run_url(),
+                    "expires_at": token.expires_at.and_utc(),
+                }),
+                now,
+            )?;
+            Ok((krate, token))
         })
         .await
 }
@@ -572,6 +662,21 @@ mod tests {
         );
         assert!(github("o", "r", "release.json", None).normalized().is_err());
         assert!(github("o", "r", ".yml", None).normalized().is_err());
+    }
+
+    #[test]
+    fn duplicate_environments_fold_ascii_case_only() {
+        let cases = [
+            (Some("k8s"), Some("K8S"), true),
+            (None, None, true),
+            (Some("k8s"), None, false),
+            (Some("k8s"), Some("\u{212A}8s"), false), // KELVIN SIGN
+            (Some("staging"), Some("\u{17F}taging"), false), // LONG S
+            (Some("prod-é"), Some("PROD-É"), false),
+        ];
+        for (a, b, same) in cases {
+            assert_eq!(eq_env(a, b), same, "{a:?} {b:?}");
+        }
     }
 
     #[test]

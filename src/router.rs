@@ -127,6 +127,7 @@ fn pages_routes(cfg: &mut web::ServiceConfig) {
                 .route("/gitlab", web::post().to(cs::add_gitlab))
                 .route("/{kind}/{id}/remove", web::get().to(cs::confirm_remove))
                 .route("/{kind}/{id}/remove", web::post().to(cs::remove))
+                .route("/tokens/{id}/revoke", web::post().to(cs::revoke_token))
                 .route("/owners", web::post().to(cs::add_owner))
                 .route("/owners/remove", web::post().to(cs::remove_owner)),
         )

@@ -146,10 +146,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    trustpub_token_crates (token_id, provider, config_id) {
+        token_id -> BigInt,
+        crate_id -> BigInt,
+        provider -> Text,
+        config_id -> BigInt,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<Text>,
+        revoked_because -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     trustpub_tokens (id) {
         id -> BigInt,
         token_hash -> Text,
-        crate_ids -> Text,
         actor -> Text,
         publisher -> Text,
         created_at -> Timestamp,
@@ -166,6 +177,8 @@ diesel::table! {
 
 diesel::joinable!(trustpub_github_configs -> crates (crate_id));
 diesel::joinable!(trustpub_gitlab_configs -> crates (crate_id));
+diesel::joinable!(trustpub_token_crates -> crates (crate_id));
+diesel::joinable!(trustpub_token_crates -> trustpub_tokens (token_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
@@ -176,6 +189,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     trustpub_github_configs,
     trustpub_gitlab_configs,
+    trustpub_token_crates,
     trustpub_tokens,
     trustpub_used_jtis,
     users,

@@ -108,7 +108,9 @@ impl GitHubConfig {
         Ok(())
     }
 
-    /// The configs of one repository (compared case-insensitively), as the matcher wants them.
+    /// The configs of one repository, as the matcher wants them. A prefilter only: names are
+    /// ASCII (checked when a config is created), so `lower()` and `to_ascii_lowercase` fold
+    /// exactly ASCII, and a claim with any other character finds nothing; the matcher decides.
     pub fn publishers_for_repository(
         conn: &mut DbConn,
         owner: &str,
@@ -116,8 +118,8 @@ impl GitHubConfig {
     ) -> QueryResult<Vec<GitHubPublisher>> {
         let rows: Vec<(GitHubConfig, String)> = trustpub_github_configs::table
             .inner_join(crates::table)
-            .filter(lower(trustpub_github_configs::repository_owner).eq(owner.to_lowercase()))
-            .filter(lower(trustpub_github_configs::repository_name).eq(name.to_lowercase()))
+            .filter(lower(trustpub_github_configs::repository_owner).eq(owner.to_ascii_lowercase()))
+            .filter(lower(trustpub_github_configs::repository_name).eq(name.to_ascii_lowercase()))
             .select((GitHubConfig::as_select(), crates::name))
             .load(conn)?;
         Ok(rows
@@ -158,7 +160,8 @@ impl GitLabConfig {
         Ok(())
     }
 
-    /// The configs of one project (namespace and project compared case-insensitively).
+    /// The configs of one project (namespace and project ignoring ASCII case). A prefilter only,
+    /// like [`GitHubConfig::publishers_for_repository`]; the matcher decides.
     pub fn publishers_for_project(
         conn: &mut DbConn,
         namespace: &str,
@@ -166,8 +169,8 @@ impl GitLabConfig {
     ) -> QueryResult<Vec<GitLabPublisher>> {
         let rows: Vec<(GitLabConfig, String)> = trustpub_gitlab_configs::table
             .inner_join(crates::table)
-            .filter(lower(trustpub_gitlab_configs::namespace).eq(namespace.to_lowercase()))
-            .filter(lower(trustpub_gitlab_configs::project).eq(project.to_lowercase()))
+            .filter(lower(trustpub_gitlab_configs::namespace).eq(namespace.to_ascii_lowercase()))
+            .filter(lower(trustpub_gitlab_configs::project).eq(project.to_ascii_lowercase()))
             .select((GitLabConfig::as_select(), crates::name))
             .load(conn)?;
         Ok(rows

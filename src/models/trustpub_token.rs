@@ -1,19 +1,28 @@
 //! Tokens minted by the Trusted Publishing exchange: hashed, short-lived, scoped to crates.
+//!
+//! A token row holds the CI identity; `trustpub_token_crates` links it to each crate it may
+//! publish, one row per publisher config that matched the ID token. Removing a config revokes
+//! the rows of that config, and an owner revokes a token's rows of their crate: a token may
+//! publish a crate only while every row linking it to that crate is unrevoked. A token left
+//! without any crate is refused for everything. Revoked rows stay until the token expires, so
+//! that a refused publish can say who revoked it and why.
+
+use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use serde_json::Value;
 
 use crate::auth::{RawToken, TrustpubAuth};
 use crate::db::DbConn;
 use crate::errors::{AppResult, forbidden};
-use crate::schema::{trustpub_tokens, trustpub_used_jtis};
+use crate::schema::{trustpub_token_crates, trustpub_tokens, trustpub_used_jtis};
+use crate::trustpub::Provider;
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = trustpub_tokens)]
 pub struct NewTrustpubToken<'a> {
     pub token_hash: &'a str,
-    /// Comma-separated crate ids.
-    pub crate_ids: String,
     pub actor: &'a str,
     /// JSON: the CI identity recorded on each publish.
     pub publisher: String,
@@ -21,37 +30,180 @@ pub struct NewTrustpubToken<'a> {
     pub expires_at: NaiveDateTime,
 }
 
+/// A publisher config that matched the ID token the token was minted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MintedThrough {
+    pub crate_id: i64,
+    pub provider: Provider,
+    pub config_id: i64,
+}
+
 impl NewTrustpubToken<'_> {
-    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+    /// Inserts the token and its links to the configs it was minted through; returns its id.
+    pub fn insert(&self, conn: &mut DbConn, through: &[MintedThrough]) -> QueryResult<i64> {
         diesel::insert_into(trustpub_tokens::table)
             .values(self)
             .execute(conn)?;
-        Ok(())
+        let token_id = trustpub_tokens::table
+            .filter(trustpub_tokens::token_hash.eq(self.token_hash))
+            .select(trustpub_tokens::id)
+            .first(conn)?;
+        for link in through {
+            diesel::insert_into(trustpub_token_crates::table)
+                .values((
+                    trustpub_token_crates::token_id.eq(token_id),
+                    trustpub_token_crates::crate_id.eq(link.crate_id),
+                    trustpub_token_crates::provider.eq(link.provider.as_str()),
+                    trustpub_token_crates::config_id.eq(link.config_id),
+                ))
+                .execute(conn)?;
+        }
+        Ok(token_id)
     }
 }
 
-/// Resolves a `wharf_tp_` token; expired and revoked (deleted) tokens are refused alike.
+/// Why a token lost a crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedBecause {
+    /// An owner removed the publisher config the token was minted through.
+    PublisherRemoved,
+    /// An owner revoked the token on the crate's settings page.
+    OwnerRevoked,
+}
+
+impl RevokedBecause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokedBecause::PublisherRemoved => "publisher_removed",
+            RevokedBecause::OwnerRevoked => "owner_revoked",
+        }
+    }
+
+    fn parse(text: Option<&str>) -> RevokedBecause {
+        match text {
+            Some("owner_revoked") => RevokedBecause::OwnerRevoked,
+            _ => RevokedBecause::PublisherRemoved,
+        }
+    }
+}
+
+/// When, by whom and why a token lost a crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at: NaiveDateTime,
+    pub by: String,
+    pub because: RevokedBecause,
+}
+
+impl std::fmt::Display for Revocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.because {
+            RevokedBecause::PublisherRemoved => {
+                "the trusted publisher it was minted through was removed"
+            }
+            RevokedBecause::OwnerRevoked => "an owner revoked it on the crate's settings page",
+        };
+        write!(
+            f,
+            "it was revoked by {} at {} ({why})",
+            self.by,
+            self.at.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// What a token may do with one crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrateGrant {
+    /// The config recorded on a publish (the lowest id, if several configs of the crate
+    /// matched).
+    pub config_id: i64,
+    /// Set once any config it was minted through for this crate was removed, or an owner
+    /// revoked it: the token may no longer publish the crate.
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Queryable, Debug)]
+struct LinkRow {
+    crate_id: i64,
+    config_id: i64,
+    revoked_at: Option<NaiveDateTime>,
+    revoked_by: Option<String>,
+    revoked_because: Option<String>,
+}
+
+/// The grants of a token, per crate, from its link rows.
+fn grants(rows: Vec<LinkRow>) -> BTreeMap<i64, CrateGrant> {
+    let mut grants: BTreeMap<i64, CrateGrant> = BTreeMap::new();
+    for row in rows {
+        let revoked = row.revoked_at.map(|at| Revocation {
+            at,
+            by: row.revoked_by.unwrap_or_default(),
+            because: RevokedBecause::parse(row.revoked_because.as_deref()),
+        });
+        let grant = grants.entry(row.crate_id).or_insert(CrateGrant {
+            config_id: row.config_id,
+            revoked: None,
+        });
+        grant.config_id = grant.config_id.min(row.config_id);
+        // Any revoked link revokes the crate; the first revocation is the one reported.
+        if let Some(revoked) = revoked
+            && grant.revoked.as_ref().is_none_or(|r| revoked.at < r.at)
+        {
+            grant.revoked = Some(revoked);
+        }
+    }
+    grants
+}
+
+/// Resolves a `wharf_tp_` token; expired and deleted tokens are refused alike, and so is a
+/// token revoked for every crate it was minted for.
 pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResult<TrustpubAuth> {
-    let row: Option<(i64, String, String, String)> = trustpub_tokens::table
+    let row: Option<(i64, String, String)> = trustpub_tokens::table
         .filter(trustpub_tokens::token_hash.eq(raw.hash()))
         .filter(trustpub_tokens::expires_at.gt(now))
         .select((
             trustpub_tokens::id,
-            trustpub_tokens::crate_ids,
             trustpub_tokens::actor,
             trustpub_tokens::publisher,
         ))
         .first(conn)
         .optional()?;
-    let (token_id, crate_ids, actor, publisher) = row.ok_or_else(|| {
+    let (token_id, actor, publisher) = row.ok_or_else(|| {
         forbidden("the Trusted Publishing token is invalid, revoked or expired; exchange a new ID token for a fresh one")
     })?;
+    let links = trustpub_token_crates::table
+        .filter(trustpub_token_crates::token_id.eq(token_id))
+        .select((
+            trustpub_token_crates::crate_id,
+            trustpub_token_crates::config_id,
+            trustpub_token_crates::revoked_at,
+            trustpub_token_crates::revoked_by,
+            trustpub_token_crates::revoked_because,
+        ));
+    let rows: Vec<LinkRow> = match conn {
+        // Read committed: lock the rows, so that a publish and a revocation of the same token
+        // happen one after the other. A revocation that commits first is seen here; one that
+        // comes later waits for this transaction (and so for the publish) to end.
+        DbConn::Pg(pg) => links.for_share().load(pg)?,
+        // SQLite write transactions hold the database's write lock already.
+        DbConn::Sqlite(_) => links.load(conn)?,
+    };
+    let crates = grants(rows);
+    if !crates.values().any(|grant| grant.revoked.is_none()) {
+        let why = crates
+            .values()
+            .filter_map(|grant| grant.revoked.as_ref())
+            .max_by_key(|revocation| revocation.at)
+            .map(|revocation| format!(": {revocation}"))
+            .unwrap_or_default();
+        return Err(forbidden(format!(
+            "this Trusted Publishing token may no longer publish any crate{why}. Exchange a fresh ID token from a workflow that is still a trusted publisher"
+        )));
+    }
     Ok(TrustpubAuth {
         token_id,
-        crate_ids: crate_ids
-            .split(',')
-            .filter_map(|id| id.parse().ok())
-            .collect(),
+        crates,
         publisher: serde_json::from_str(&publisher)?,
         actor,
     })
@@ -59,11 +211,168 @@ pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResu
 
 /// Revokes (deletes) the token with this hash; true if it existed.
 pub fn revoke(conn: &mut DbConn, token_hash: &str) -> QueryResult<bool> {
+    let ids = trustpub_tokens::table
+        .filter(trustpub_tokens::token_hash.eq(token_hash))
+        .select(trustpub_tokens::id);
+    diesel::delete(
+        trustpub_token_crates::table.filter(trustpub_token_crates::token_id.eq_any(ids)),
+    )
+    .execute(conn)?;
     Ok(
         diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::token_hash.eq(token_hash)))
             .execute(conn)?
             > 0,
     )
+}
+
+/// Revokes every unexpired token minted through the config `config_id` of `provider`, for the
+/// config's crate; returns how many tokens lost it.
+pub fn revoke_minted_through(
+    conn: &mut DbConn,
+    provider: Provider,
+    config_id: i64,
+    by: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let unexpired = trustpub_tokens::table
+        .filter(trustpub_tokens::expires_at.gt(now))
+        .select(trustpub_tokens::id);
+    diesel::update(
+        trustpub_token_crates::table
+            .filter(trustpub_token_crates::provider.eq(provider.as_str()))
+            .filter(trustpub_token_crates::config_id.eq(config_id))
+            .filter(trustpub_token_crates::revoked_at.is_null())
+            .filter(trustpub_token_crates::token_id.eq_any(unexpired)),
+    )
+    .set(revocation(by, RevokedBecause::PublisherRemoved, now))
+    .execute(conn)
+}
+
+/// Revokes the token `token_id` for `crate_id` (an owner's incident response); returns false
+/// if it had nothing left to revoke there.
+pub fn revoke_for_crate(
+    conn: &mut DbConn,
+    token_id: i64,
+    crate_id: i64,
+    by: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let revoked = diesel::update(
+        trustpub_token_crates::table
+            .filter(trustpub_token_crates::token_id.eq(token_id))
+            .filter(trustpub_token_crates::crate_id.eq(crate_id))
+            .filter(trustpub_token_crates::revoked_at.is_null()),
+    )
+    .set(revocation(by, RevokedBecause::OwnerRevoked, now))
+    .execute(conn)?;
+    Ok(revoked > 0)
+}
+
+type RevocationColumns<'a> = (
+    diesel::dsl::Eq<trustpub_token_crates::revoked_at, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<trustpub_token_crates::revoked_by, Option<&'a str>>,
+    diesel::dsl::Eq<trustpub_token_crates::revoked_because, Option<&'static str>>,
+);
+
+fn revocation(by: &str, because: RevokedBecause, now: NaiveDateTime) -> RevocationColumns<'_> {
+    (
+        trustpub_token_crates::revoked_at.eq(Some(now)),
+        trustpub_token_crates::revoked_by.eq(Some(by)),
+        trustpub_token_crates::revoked_because.eq(Some(because.as_str())),
+    )
+}
+
+/// An unexpired token that may still publish a crate, as its owners see it.
+#[derive(Debug, Clone)]
+pub struct ExchangedToken {
+    pub id: i64,
+    pub actor: String,
+    /// The CI identity (repository, workflow, run URL…).
+    pub publisher: Value,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+impl ExchangedToken {
+    /// The link to the CI run or job that exchanged the ID token, if recorded.
+    pub fn run_url(&self) -> Option<&str> {
+        self.publisher["run_url"].as_str()
+    }
+
+    /// `repository` + workflow, for showing which publisher minted it.
+    pub fn workflow(&self) -> String {
+        let text = |key: &str| self.publisher[key].as_str().unwrap_or_default();
+        match (text("repository"), text("workflow")) {
+            (repository, "") => repository.to_owned(),
+            (repository, workflow) => format!("{repository} ({workflow})"),
+        }
+    }
+}
+
+/// The unexpired tokens that may still publish `crate_id`, oldest first.
+pub fn live_for_crate(
+    conn: &mut DbConn,
+    crate_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<ExchangedToken>> {
+    type Row = (
+        i64,
+        String,
+        String,
+        NaiveDateTime,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+    );
+    let rows: Vec<Row> = trustpub_token_crates::table
+        .inner_join(trustpub_tokens::table)
+        .filter(trustpub_token_crates::crate_id.eq(crate_id))
+        .filter(trustpub_tokens::expires_at.gt(now))
+        .order(trustpub_tokens::id.asc())
+        .select((
+            trustpub_tokens::id,
+            trustpub_tokens::actor,
+            trustpub_tokens::publisher,
+            trustpub_tokens::created_at,
+            trustpub_tokens::expires_at,
+            trustpub_token_crates::revoked_at,
+        ))
+        .load(conn)?;
+    let revoked: Vec<i64> = rows
+        .iter()
+        .filter(|row| row.5.is_some())
+        .map(|row| row.0)
+        .collect();
+    let mut tokens: Vec<ExchangedToken> = Vec::new();
+    for (id, actor, publisher, created_at, expires_at, _) in rows {
+        if revoked.contains(&id) || tokens.last().is_some_and(|t| t.id == id) {
+            continue;
+        }
+        tokens.push(ExchangedToken {
+            id,
+            actor,
+            publisher: serde_json::from_str(&publisher).unwrap_or(Value::Null),
+            created_at,
+            expires_at,
+        });
+    }
+    Ok(tokens)
+}
+
+/// How many unexpired tokens the config `config_id` of `provider` would revoke if removed.
+pub fn live_count_minted_through(
+    conn: &mut DbConn,
+    provider: Provider,
+    config_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    trustpub_token_crates::table
+        .inner_join(trustpub_tokens::table)
+        .filter(trustpub_token_crates::provider.eq(provider.as_str()))
+        .filter(trustpub_token_crates::config_id.eq(config_id))
+        .filter(trustpub_token_crates::revoked_at.is_null())
+        .filter(trustpub_tokens::expires_at.gt(now))
+        .count()
+        .get_result(conn)
 }
 
 /// Marks an ID token's `jti` as used. Returns false if it was used before (on any instance
@@ -86,8 +395,19 @@ pub fn claim_jti(
     }
 }
 
-/// Deletes expired tokens and `jti`s that can no longer be replayed; returns how many rows.
+/// Deletes expired tokens (with their crate links), and `jti`s whose ID token can no longer
+/// verify: a `jti` is deleted once its `expires_at` (`VerifiedIdentity::replay_window_ends_at`)
+/// is at or before `now`, which is after the last instant its token is accepted
+/// (`trustpub::refused_from`), so no token whose `jti` was forgotten can be presented again.
+/// Returns how many rows.
 pub fn clean_up(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
+    let expired = trustpub_tokens::table
+        .filter(trustpub_tokens::expires_at.le(now))
+        .select(trustpub_tokens::id);
+    diesel::delete(
+        trustpub_token_crates::table.filter(trustpub_token_crates::token_id.eq_any(expired)),
+    )
+    .execute(conn)?;
     let tokens = diesel::delete(trustpub_tokens::table.filter(trustpub_tokens::expires_at.le(now)))
         .execute(conn)?;
     let jtis =
@@ -96,13 +416,62 @@ pub fn clean_up(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
     Ok(tokens + jtis)
 }
 
-/// The publisher details for one crate: the shared fields plus the config that matched it.
-pub fn publisher_for_crate(publisher: &serde_json::Value, crate_id: i64) -> serde_json::Value {
+/// The publisher details recorded for one crate: the shared fields plus the config that
+/// matched (tokens minted before the link table kept a `config_ids` map, dropped here).
+pub fn publisher_detail(publisher: &Value, config_id: Option<i64>) -> Value {
     let mut detail = publisher.clone();
-    let config_id = publisher["config_ids"][crate_id.to_string()].clone();
     if let Some(object) = detail.as_object_mut() {
         object.remove("config_ids");
-        object.insert("config_id".to_owned(), config_id);
+        object.insert("config_id".to_owned(), config_id.into());
     }
     detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp(seconds, 0)
+            .unwrap_or_default()
+            .naive_utc()
+    }
+
+    fn row(crate_id: i64, config_id: i64, revoked: Option<(i64, &str)>) -> LinkRow {
+        LinkRow {
+            crate_id,
+            config_id,
+            revoked_at: revoked.map(|(t, _)| at(t)),
+            revoked_by: revoked.map(|(_, by)| by.to_owned()),
+            revoked_because: revoked.map(|(_, why)| why.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_crate_is_revoked_when_any_config_it_was_minted_through_is() {
+        let grants = grants(vec![
+            row(1, 7, None),
+            row(1, 5, Some((20, "publisher_removed"))),
+            row(2, 9, None),
+            row(3, 4, Some((30, "owner_revoked"))),
+            row(3, 3, Some((10, "publisher_removed"))),
+        ]);
+        assert_eq!(grants[&1].config_id, 5);
+        assert_eq!(
+            grants[&1].revoked.as_ref().map(|r| r.because),
+            Some(RevokedBecause::PublisherRemoved)
+        );
+        assert_eq!(grants[&2].revoked, None);
+        // The first revocation is reported.
+        assert_eq!(grants[&3].revoked.as_ref().map(|r| r.at), Some(at(10)));
+    }
+
+    #[test]
+    fn the_legacy_config_map_is_replaced_by_the_crates_config() {
+        let publisher = serde_json::json!({ "actor": "octocat", "config_ids": { "1": 5 } });
+        assert_eq!(
+            publisher_detail(&publisher, Some(5)),
+            serde_json::json!({ "actor": "octocat", "config_id": 5 })
+        );
+    }
 }

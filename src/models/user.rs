@@ -41,10 +41,12 @@ impl NewUser<'_> {
 }
 
 impl User {
-    /// Logins are compared case-insensitively, as on GitHub.
+    /// Logins are compared ignoring ASCII case, as on GitHub. Only ASCII: under Unicode rules
+    /// a login written with a look-alike (`\u{212A}`, the Kelvin sign, lower-cases to `k`)
+    /// would name another user. Logins are ASCII, so SQL `lower()` folds exactly ASCII here.
     pub fn by_login(conn: &mut DbConn, login: &str) -> QueryResult<Option<User>> {
         users::table
-            .filter(lower(users::login).eq(login.to_lowercase()))
+            .filter(lower(users::login).eq(login.to_ascii_lowercase()))
             .select(User::as_select())
             .first(conn)
             .optional()

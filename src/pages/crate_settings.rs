@@ -1,6 +1,6 @@
 //! `/crates/{name}/settings`: for owners only. Trusted publishers (list, add GitHub, add
-//! GitLab, remove with a confirmation step), "require Trusted Publishing", owners, and the
-//! crate's audit log.
+//! GitLab, remove with a confirmation step), the unexpired publish tokens they exchanged
+//! (revoke), "require Trusted Publishing", owners, and the crate's audit log.
 //!
 //! The rules for publisher configs live in [`crate::publishers`] (shared with the JSON API):
 //! these handlers call it and only turn its answers into forms, field errors and redirects.
@@ -132,6 +132,15 @@ pub struct GitLabRow {
     pub added: String,
 }
 
+/// An unexpired publish token exchanged by a trusted publisher of the crate.
+pub struct TokenRow {
+    pub id: i64,
+    pub actor: String,
+    pub run_url: Option<String>,
+    pub workflow: String,
+    pub expires: String,
+}
+
 pub struct AuditRow {
     pub when: String,
     pub actor: String,
@@ -149,6 +158,7 @@ pub struct SettingsPage {
     trustpub_only: bool,
     github: Vec<GitHubRow>,
     gitlab: Vec<GitLabRow>,
+    tokens: Vec<TokenRow>,
     owners: Vec<String>,
     me: String,
     audit: Vec<AuditRow>,
@@ -205,7 +215,9 @@ async fn settings_page(
     forms: Forms,
     status: StatusCode,
 ) -> PageResult<HttpResponse> {
-    let (krate, github, gitlab) = publishers::list_configs(app, user.user.clone(), name).await?;
+    let (krate, github, gitlab) =
+        publishers::list_configs(app, user.user.clone(), name.clone()).await?;
+    let tokens = publishers::exchanged_tokens(app, user.user.clone(), name).await?;
     let crate_id = krate.id;
     let (owners, entries) = app
         .db
@@ -224,6 +236,16 @@ async fn settings_page(
         trustpub_only: krate.trustpub_only,
         github: github.iter().map(github_row).collect(),
         gitlab: gitlab.iter().map(gitlab_row).collect(),
+        tokens: tokens
+            .iter()
+            .map(|t| TokenRow {
+                id: t.id,
+                actor: t.actor.clone(),
+                run_url: t.run_url().map(str::to_owned),
+                workflow: t.workflow(),
+                expires: format_time(&t.expires_at),
+            })
+            .collect(),
         owners: owners.into_iter().map(|o| o.login).collect(),
         me: user.user.login,
         audit: entries
@@ -427,6 +449,8 @@ pub struct RemovePage {
     kind: String,
     id: i64,
     description: String,
+    /// How many unexpired publish tokens removing it revokes.
+    tokens: i64,
 }
 
 /// `GET /crates/{name}/settings/{kind}/{id}/remove`: the confirmation step (no JavaScript).
@@ -438,6 +462,7 @@ pub async fn confirm_remove(
     let (name, kind_name, id) = path.into_inner();
     let kind = config_kind(&kind_name)?;
     let (krate, description) = find_publisher(&app, &user.user, name, kind, id).await?;
+    let tokens = publishers::tokens_minted_through(&app, kind, id).await?;
     render_with_status(
         StatusCode::OK,
         &RemovePage {
@@ -448,6 +473,7 @@ pub async fn confirm_remove(
             kind: kind_name,
             id,
             description,
+            tokens,
         },
     )
 }
@@ -463,11 +489,42 @@ pub async fn remove(
     let kind = config_kind(&kind_name)?;
     // The config must belong to this crate, not just to some crate the user owns.
     let (krate, description) = find_publisher(&app, &user.user, name, kind, id).await?;
-    publishers::delete_config(&app, user.user.clone(), kind, id).await?;
+    let revoked = publishers::delete_config(&app, user.user.clone(), kind, id).await?;
+    let tokens = match revoked {
+        0 => String::new(),
+        1 => " and revoked the publish token it had exchanged".to_owned(),
+        n => format!(" and revoked the {n} publish tokens it had exchanged"),
+    };
     session::flash(
         &user.session,
         "success",
-        format!("Removed the trusted publisher {description}."),
+        format!("Removed the trusted publisher {description}{tokens}."),
+    )?;
+    Ok(see_other(&settings_url(&krate.name)))
+}
+
+/// `POST /crates/{name}/settings/tokens/{id}/revoke`: an owner revokes a publish token that a
+/// trusted publisher exchanged (it can no longer publish this crate).
+pub async fn revoke_token(
+    app: web::Data<App>,
+    user: CurrentUser,
+    path: web::Path<(String, i64)>,
+    _form: CsrfForm,
+) -> PageResult<HttpResponse> {
+    let (name, id) = path.into_inner();
+    let (krate, token) =
+        publishers::revoke_exchanged_token(&app, user.user.clone(), name, id).await?;
+    let run = token
+        .run_url()
+        .map(|url| format!(" (run {url})"))
+        .unwrap_or_default();
+    session::flash(
+        &user.session,
+        "success",
+        format!(
+            "Revoked the publish token of {}{run}: it can no longer publish {}.",
+            token.actor, krate.name
+        ),
     )?;
     Ok(see_other(&settings_url(&krate.name)))
 }
@@ -534,11 +591,9 @@ pub async fn add_owner(
                     "login: there is no user `{login}` here; they must log in to this registry once first"
                 ))
             })?;
+            let already = || bad_request(format!("login: `{}` is already an owner", target.login));
             if Crate::is_owner(conn, krate.id, target.id)? {
-                return Err(bad_request(format!(
-                    "login: `{}` is already an owner",
-                    target.login
-                )));
+                return Err(already());
             }
             let now = now();
             NewCrateOwner {
@@ -547,7 +602,15 @@ pub async fn add_owner(
                 created_at: now,
                 created_by: Some(me.id),
             }
-            .insert(conn)?;
+            .insert(conn)
+            // Added by a concurrent request since the check above.
+            .map_err(|e| {
+                if crate::db::is_unique_violation(&e) {
+                    already()
+                } else {
+                    e.into()
+                }
+            })?;
             audit::record(
                 conn,
                 krate.id,

@@ -45,7 +45,7 @@ impl CiRun {
                 _ => None,
             })
         };
-        let provider = text(&["provider"]).unwrap_or_default().to_lowercase();
+        let provider = text(&["provider"]).unwrap_or_default().to_ascii_lowercase();
         let provider_label = if provider.contains("gitlab") {
             "GitLab CI"
         } else if provider.contains("github") {

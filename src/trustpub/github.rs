@@ -245,3 +245,83 @@ pub fn match_publishers(
         parts,
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(repository: &str, environment: Option<&str>) -> GitHubClaims {
+        let workflow_ref = format!("{repository}/.github/workflows/release.yml@refs/tags/v1");
+        GitHubClaims {
+            iss: "https://token.actions.githubusercontent.com".to_owned(),
+            aud: "wharf.test".to_owned(),
+            sub: None,
+            jti: "jti".to_owned(),
+            exp: 0,
+            iat: 0,
+            nbf: None,
+            repository: repository.to_owned(),
+            repository_owner: repository.split('/').next().unwrap_or_default().to_owned(),
+            repository_owner_id: 65,
+            repository_id: 74,
+            repository_visibility: None,
+            job_workflow_ref: workflow_ref.clone(),
+            workflow_ref,
+            workflow_sha: None,
+            job_workflow_sha: None,
+            workflow: None,
+            event_name: "push".to_owned(),
+            environment: environment.map(str::to_owned),
+            git_ref: "refs/tags/v1".to_owned(),
+            ref_type: None,
+            sha: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+            run_id: 1,
+            run_number: None,
+            run_attempt: 1,
+            actor: "octocat".to_owned(),
+            actor_id: 1,
+            runner_environment: None,
+        }
+    }
+
+    fn publisher(environment: Option<&str>) -> GitHubPublisher {
+        GitHubPublisher {
+            id: 1,
+            crate_id: 10,
+            crate_name: "widget".to_owned(),
+            repository_owner: "kube-org".to_owned(),
+            repository_owner_id: 65,
+            repository_name: "stats".to_owned(),
+            workflow_filename: "release.yml".to_owned(),
+            environment: environment.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn repository_and_environment_fold_ascii_case_only() {
+        // (repository claim, environment claim, configured environment, accepted)
+        let cases = [
+            ("Kube-Org/STATS", Some("K8S"), Some("k8s"), true),
+            ("\u{212A}ube-org/stats", None, None, false), // KELVIN SIGN
+            ("kube-org/\u{17F}tats", None, None, false),  // LONG S
+            ("kube-org/stat\u{17F}", None, None, false),
+            ("kube-org/stats", Some("\u{212A}8s"), Some("k8s"), false),
+            ("kube-org/stats", Some("\u{212A}8S"), Some("K8S"), false),
+            (
+                "kube-org/stats",
+                Some("product\u{131}on"),
+                Some("production"),
+                false,
+            ),
+            ("kube-org/stats", Some("\u{130}nfra"), Some("infra"), false),
+        ];
+        for (repository, claimed, configured, accepted) in cases {
+            let result = match_publishers(&claims(repository, claimed), &[publisher(configured)]);
+            assert_eq!(
+                result.is_ok(),
+                accepted,
+                "{repository:?} {claimed:?} against {configured:?}: {result:?}"
+            );
+        }
+    }
+}

@@ -2,9 +2,13 @@
 //!
 //! A config names a namespace (a user or a group, with subgroups: `group/sub`), a project, the
 //! path of the CI config file and optionally an environment. The token's `project_path` is split
-//! at its last `/` into namespace and project, both compared ignoring case. The namespace's
-//! numeric ID is captured on the first successful use and must match afterwards, so that a
-//! deleted and re-created group of the same name cannot inherit trust.
+//! at its last `/` into namespace and project, both compared ignoring ASCII case. The
+//! namespace's numeric ID is captured on the first successful use and must match afterwards, so
+//! that a deleted and re-created group of the same name cannot inherit trust.
+//!
+//! The CI config comes from `ci_config_ref_uri`, which must name the project's own CI config at
+//! the commit being built ([`own_ci_config_path`]): GitLab lets a project run the CI config of
+//! another project, and such a pipeline must not publish as this one.
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +112,60 @@ pub fn ci_config_path(ci_config_ref_uri: &str) -> Option<&str> {
     (!path.is_empty()).then_some(path)
 }
 
+/// The CI config path of a token whose `ci_config_ref_uri` names the project's own CI config
+/// at the commit being built: `{issuer host}/{project_path}//{path}@{ref}`, where the host is
+/// the issuer's (scheme and trailing `/` removed), host and project path are compared ignoring
+/// ASCII case, and `{ref}` is exactly the token's `ref_path` or `sha` (as PyPI checks).
+///
+/// GitLab lets a project take its CI configuration from another project (or instance): the job
+/// then runs what the other project says, and must not publish as this one. Otherwise the part
+/// of the mismatch message that says what the token names and what is expected.
+pub fn own_ci_config_path(claims: &GitLabClaims) -> Result<&str, String> {
+    let uri = claims.ci_config_ref_uri.as_str();
+    let host = claims
+        .iss
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let expected = format!("{host}/{}//", claims.project_path);
+    let rest = match uri.get(..expected.len()) {
+        Some(start) if start.eq_ignore_ascii_case(&expected) => &uri[expected.len()..],
+        _ => {
+            return Err(format!(
+                "the token's `ci_config_ref_uri` is `{}`, a CI config outside this project; it \
+                 must start with `{}`. A pipeline whose CI configuration comes from another \
+                 project cannot publish: keep the CI config in the project itself",
+                shorten(uri),
+                shorten(&expected)
+            ));
+        }
+    };
+    let refs = [claims.ref_path.as_deref(), Some(claims.sha.as_str())];
+    let path = refs.into_iter().flatten().find_map(|r| {
+        rest.strip_suffix(r)
+            .and_then(|path| path.strip_suffix('@'))
+            .filter(|path| !path.is_empty())
+    });
+    match path {
+        Some(path) => Ok(path),
+        None => {
+            let expected = match &claims.ref_path {
+                Some(ref_path) => format!(
+                    "`ref_path` (`@{}`) or `sha` (`@{}`)",
+                    shorten(ref_path),
+                    shorten(&claims.sha)
+                ),
+                None => format!("`sha` (`@{}`)", shorten(&claims.sha)),
+            };
+            Err(format!(
+                "the token's `ci_config_ref_uri` `{}` does not end in the token's {expected}: the \
+                 CI config must be the one of the commit being built",
+                shorten(uri)
+            ))
+        }
+    }
+}
+
 /// A GitLab publisher config, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitLabPublisher {
@@ -155,12 +213,12 @@ pub fn match_publishers(
              crate can add one in the crate's settings."
         )));
     }
-    let Some(workflow) = claims.ci_config_path() else {
-        return Err(MatchError::InvalidClaim(format!(
-            "The ID token's `ci_config_ref_uri` `{}` names no CI config file.",
-            shorten(&claims.ci_config_ref_uri)
-        )));
-    };
+    let workflow = own_ci_config_path(claims).map_err(|part| {
+        MatchError::Mismatch(join_parts(
+            format!("No Trusted Publishing config matches project `{project_path}`: "),
+            vec![part],
+        ))
+    })?;
 
     let mut matches = Vec::new();
     let mut mismatches = Vec::new();
@@ -232,4 +290,223 @@ pub fn match_publishers(
         format!("No Trusted Publishing config matches project `{project_path}`: "),
         parts,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn claims(iss: &str, project_path: &str, ci_config_ref_uri: &str) -> GitLabClaims {
+        GitLabClaims {
+            iss: iss.to_owned(),
+            aud: "wharf.test".to_owned(),
+            sub: None,
+            jti: "jti".to_owned(),
+            exp: 0,
+            iat: 0,
+            nbf: None,
+            namespace_id: 72,
+            namespace_path: "acme".to_owned(),
+            project_id: 20,
+            project_path: project_path.to_owned(),
+            user_id: 1,
+            user_login: "gitlab-user".to_owned(),
+            pipeline_id: 574,
+            pipeline_source: Some("push".to_owned()),
+            job_id: 302,
+            git_ref: "v1.0.0".to_owned(),
+            ref_type: Some("tag".to_owned()),
+            ref_path: Some("refs/tags/v1.0.0".to_owned()),
+            environment: None,
+            deployment_tier: None,
+            runner_id: None,
+            runner_environment: None,
+            sha: SHA.to_owned(),
+            project_visibility: None,
+            ci_config_ref_uri: ci_config_ref_uri.to_owned(),
+            ci_config_sha: None,
+        }
+    }
+
+    fn publisher(workflow_filepath: &str) -> GitLabPublisher {
+        GitLabPublisher {
+            id: 1,
+            crate_id: 10,
+            crate_name: "widget".to_owned(),
+            namespace: "acme".to_owned(),
+            namespace_id: None,
+            project: "widget".to_owned(),
+            workflow_filepath: workflow_filepath.to_owned(),
+            environment: None,
+        }
+    }
+
+    /// `Ok(())` for a match, else the message.
+    fn outcome(claims: &GitLabClaims, publisher: GitLabPublisher) -> Result<(), String> {
+        match match_publishers(claims, &[publisher]) {
+            Ok(matches) if matches.len() == 1 => Ok(()),
+            Ok(matches) => Err(format!("unexpected matches {matches:?}")),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_ci_config_must_be_the_projects_own_at_the_built_ref() {
+        let gitlab = "https://gitlab.com";
+        let sha_uri = format!("gitlab.com/acme/widget//.gitlab-ci.yml@{SHA}");
+        // (what, issuer, ci_config_ref_uri, configured path, None for a match or a part of
+        // the refusal)
+        let cases: Vec<(&str, &str, String, &str, Option<&str>)> = vec![
+            (
+                "own config at ref_path",
+                gitlab,
+                "gitlab.com/acme/widget//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                None,
+            ),
+            ("own config at sha", gitlab, sha_uri, ".gitlab-ci.yml", None),
+            (
+                "nested path, ASCII case of host and project differs",
+                gitlab,
+                "GitLab.com/Acme/Widget//ci/release.yml@refs/tags/v1.0.0".into(),
+                "ci/release.yml",
+                None,
+            ),
+            (
+                "self-managed instance on a port",
+                "http://127.0.0.1:8929/",
+                "127.0.0.1:8929/acme/widget//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                None,
+            ),
+            (
+                "config of another project",
+                gitlab,
+                "gitlab.com/mallory/ci-templates//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                Some(
+                    "the token's `ci_config_ref_uri` is \
+                     `gitlab.com/mallory/ci-templates//.gitlab-ci.yml@refs/tags/v1.0.0`, a CI \
+                     config outside this project; it must start with `gitlab.com/acme/widget//`",
+                ),
+            ),
+            (
+                "config of a project whose path only starts like this one's",
+                gitlab,
+                "gitlab.com/acme/widget-ci//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                Some("it must start with `gitlab.com/acme/widget//`"),
+            ),
+            (
+                "config of a project below this one",
+                gitlab,
+                "gitlab.com/acme/widget/ci//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                Some("a CI config outside this project"),
+            ),
+            (
+                "config on another instance",
+                gitlab,
+                "gitlab.example.com/acme/widget//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                Some("it must start with `gitlab.com/acme/widget//`"),
+            ),
+            (
+                "host that only starts like the issuer's",
+                gitlab,
+                "gitlab.com.evil.example/acme/widget//.gitlab-ci.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                Some("a CI config outside this project"),
+            ),
+            (
+                "config of another branch",
+                gitlab,
+                "gitlab.com/acme/widget//.gitlab-ci.yml@refs/heads/unprotected".into(),
+                ".gitlab-ci.yml",
+                Some(
+                    "the token's `ci_config_ref_uri` \
+                     `gitlab.com/acme/widget//.gitlab-ci.yml@refs/heads/unprotected` does not \
+                     end in the token's `ref_path` (`@refs/tags/v1.0.0`) or `sha` \
+                     (`@0123456789abcdef0123456789abcdef01234567`)",
+                ),
+            ),
+            (
+                "no ref at all",
+                gitlab,
+                "gitlab.com/acme/widget//.gitlab-ci.yml".into(),
+                ".gitlab-ci.yml",
+                Some("does not end in the token's `ref_path`"),
+            ),
+            (
+                "another file of this project",
+                gitlab,
+                "gitlab.com/acme/widget//ci/other.yml@refs/tags/v1.0.0".into(),
+                ".gitlab-ci.yml",
+                Some(
+                    "the token's CI config file is `ci/other.yml`, but the configs for this \
+                     project expect `.gitlab-ci.yml`",
+                ),
+            ),
+        ];
+        for (what, iss, uri, path, refusal) in cases {
+            let result = outcome(&claims(iss, "acme/widget", &uri), publisher(path));
+            match refusal {
+                None => assert_eq!(result, Ok(()), "{what}"),
+                Some(part) => {
+                    let message = result.err().unwrap_or_default();
+                    assert!(message.contains(part), "{what}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_ref_path_only_the_sha_is_accepted() {
+        let mut at_ref = claims(
+            "https://gitlab.com",
+            "acme/widget",
+            "gitlab.com/acme/widget//.gitlab-ci.yml@refs/tags/v1.0.0",
+        );
+        at_ref.ref_path = None;
+        let message = outcome(&at_ref, publisher(".gitlab-ci.yml")).err();
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(
+                "does not end in the token's `sha` (`@0123456789abcdef0123456789abcdef01234567`)"
+            )),
+            "{message:?}"
+        );
+        let mut at_sha = at_ref.clone();
+        at_sha.ci_config_ref_uri = format!("gitlab.com/acme/widget//.gitlab-ci.yml@{SHA}");
+        assert_eq!(outcome(&at_sha, publisher(".gitlab-ci.yml")), Ok(()));
+    }
+
+    #[test]
+    fn namespace_project_and_environment_fold_ascii_case_only() {
+        // (project_path claim, environment claim, configured environment, accepted)
+        let cases = [
+            ("ACME/Widget", Some("K8S"), Some("k8s"), true),
+            ("acme/widget", Some("\u{212A}8s"), Some("k8s"), false), // KELVIN SIGN
+            ("a\u{212A}me/widget", None, None, false),
+            ("acme/wid\u{17F}et", None, None, false), // LONG S (as a stand-in: not `g`)
+            ("acme/w\u{131}dget", None, None, false), // DOTLESS I
+            ("acme/W\u{130}dget", None, None, false), // CAPITAL I WITH DOT ABOVE
+        ];
+        for (project_path, claimed, configured, accepted) in cases {
+            let uri = format!("gitlab.com/{project_path}//.gitlab-ci.yml@refs/tags/v1.0.0");
+            let mut claims = claims("https://gitlab.com", project_path, &uri);
+            claims.environment = claimed.map(str::to_owned);
+            let publisher = GitLabPublisher {
+                environment: configured.map(str::to_owned),
+                ..publisher(".gitlab-ci.yml")
+            };
+            let result = outcome(&claims, publisher);
+            assert_eq!(
+                result.is_ok(),
+                accepted,
+                "{project_path:?} {claimed:?} against {configured:?}: {result:?}"
+            );
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! What a verified ID token says about the CI job that sent it.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::github::{self, GitHubClaims};
 use super::gitlab::{self, GitLabClaims};
-use super::verify::LEEWAY_SECONDS;
+use super::verify::jti_forgettable_from;
 
 /// The CI platform that issued a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,10 +77,14 @@ impl VerifiedIdentity {
         })
     }
 
-    /// Until when the token could still be accepted (`exp` plus the leeway): the `jti` must be
-    /// remembered at least until then.
+    /// Until when the token's `jti` must be remembered: strictly past the last instant at which
+    /// the token verifies (see [`super::verify::jti_forgettable_from`]). Store it and delete the
+    /// `jti` only when this instant is at or before the clean-up's `now`.
     pub fn replay_window_ends_at(&self) -> DateTime<Utc> {
-        self.expires_at() + TimeDelta::seconds(LEEWAY_SECONDS)
+        jti_forgettable_from(match self {
+            VerifiedIdentity::GitHub(c) => c.exp,
+            VerifiedIdentity::GitLab(c) => c.exp,
+        })
     }
 
     /// Who started the run: GitHub `actor`, GitLab `user_login`. Recorded as `published_by`.

@@ -28,7 +28,10 @@ pub use errors::{MatchError, VerifyError};
 pub use github::{GitHubClaims, GitHubPublisher};
 pub use gitlab::{GitLabClaims, GitLabPublisher};
 pub use identity::{Provider, VerifiedIdentity};
-pub use verify::{LEEWAY_SECONDS, MAX_TOKEN_BYTES, TrustpubSettings, Verifier};
+pub use verify::{
+    JTI_MARGIN_SECONDS, LEEWAY_SECONDS, MAX_TOKEN_BYTES, TrustpubSettings, Verifier,
+    jti_forgettable_from, refused_from,
+};
 
 /// A publisher config that accepted a verified identity: the exchanged token may publish new
 /// versions of `crate_name`.
@@ -43,26 +46,26 @@ pub struct Match {
 }
 
 /// Compares a configured environment with the token's. No configured environment (or an empty
-/// one) accepts any environment and none; otherwise the names must be equal ignoring case.
+/// one) accepts any environment and none; otherwise the names must be equal ignoring ASCII
+/// case. Only ASCII (SPEC §4): under Unicode rules `\u{212A}8s` (a Kelvin sign) would equal
+/// `k8s`, so a look-alike name could pass for the configured one.
 pub(crate) fn environment_mismatch(
     configured: Option<&str>,
     claimed: Option<&str>,
 ) -> Option<String> {
     let expected = configured.filter(|e| !e.is_empty())?;
     match claimed {
-        Some(claimed) if claimed.to_lowercase() == expected.to_lowercase() => None,
+        Some(claimed) if claimed.eq_ignore_ascii_case(expected) => None,
         _ => Some(expected.to_owned()),
     }
 }
 
-/// Formats distinct expected values as "`a`", "`a` or `b`" … (duplicates ignoring case removed).
+/// Formats distinct expected values as "`a`", "`a` or `b`" … (duplicates ignoring ASCII case
+/// removed).
 pub(crate) fn one_of(values: &[String]) -> String {
     let mut distinct: Vec<&String> = Vec::new();
     for value in values {
-        if !distinct
-            .iter()
-            .any(|d| d.to_lowercase() == value.to_lowercase())
-        {
+        if !distinct.iter().any(|d| d.eq_ignore_ascii_case(value)) {
             distinct.push(value);
         }
     }
@@ -113,4 +116,52 @@ pub(crate) fn join_parts(prefix: String, parts: Vec<String>) -> String {
         message.push('.');
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Letters that fold to ASCII ones under Unicode rules but are other characters.
+    const LOOK_ALIKES: [(&str, &str); 6] = [
+        ("k", "\u{212A}"), // KELVIN SIGN: lower-cases to `k`
+        ("s", "\u{17F}"),  // LATIN SMALL LETTER LONG S: upper-cases to `S`
+        ("i", "\u{131}"),  // LATIN SMALL LETTER DOTLESS I: upper-cases to `I`
+        ("i", "\u{130}"),  // LATIN CAPITAL LETTER I WITH DOT ABOVE: lower-cases to `i̇`
+        ("a", "\u{212B}"), // ANGSTROM SIGN: lower-cases to `å`, not `a`
+        ("w", "\u{2126}"), // OHM SIGN: lower-cases to `ω`, not `w`
+    ];
+
+    #[test]
+    fn environments_fold_ascii_case_only() {
+        // (configured, claimed, accepted)
+        let mut cases: Vec<(String, String, bool)> = vec![
+            ("k8s".into(), "K8S".into(), true),
+            ("Release".into(), "release".into(), true),
+            ("prod-é".into(), "prod-é".into(), true),
+            // Unicode case pairs are not folded: SPEC §4 says ASCII only.
+            ("prod-é".into(), "PROD-É".into(), false),
+            ("\u{e5}".into(), "\u{212B}".into(), false),
+            ("\u{3c9}".into(), "\u{2126}".into(), false),
+        ];
+        for (ascii, look_alike) in LOOK_ALIKES {
+            let configured = format!("{ascii}8s-release");
+            let claimed = configured.replacen(ascii, look_alike, 1);
+            cases.push((configured.clone(), claimed.clone(), false));
+            cases.push((configured.to_ascii_uppercase(), claimed, false));
+        }
+        for (configured, claimed, accepted) in cases {
+            assert_eq!(
+                environment_mismatch(Some(&configured), Some(&claimed)).is_none(),
+                accepted,
+                "configured {configured:?}, claimed {claimed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expected_values_are_listed_once_per_ascii_case() {
+        let values = ["k8s".to_owned(), "K8S".to_owned(), "\u{212A}8s".to_owned()];
+        assert_eq!(one_of(&values), "`k8s` or `\u{212A}8s`");
+    }
 }

@@ -22,6 +22,31 @@ use super::jwks::KeyCache;
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECONDS: i64 = 60;
+/// How much longer than its ID token can verify a used `jti` is remembered, so that instances
+/// sharing the database whose clocks differ by up to this much still agree.
+pub const JTI_MARGIN_SECONDS: i64 = 60;
+
+/// The first instant at which an ID token whose `exp` is `exp` is refused as expired:
+/// `exp + LEEWAY_SECONDS + 1 s`. Before it (`now` in whole seconds at most `exp` plus the
+/// leeway) the token verifies; from it on it never does.
+///
+/// Verification compares `now` with this instant, and the memory of used `jti`s is derived from
+/// it ([`jti_forgettable_from`]), so the two boundaries cannot drift apart.
+pub fn refused_from(exp: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(exp.saturating_add(LEEWAY_SECONDS + 1), 0)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The first instant at which the used `jti` of an ID token whose `exp` is `exp` may be
+/// forgotten: [`refused_from`] plus [`JTI_MARGIN_SECONDS`]. The clean-up deletes a `jti` only
+/// when this instant is at or before its `now`; any later presentation of the token is then at
+/// or after [`refused_from`] (even on an instance whose clock is up to the margin behind), so
+/// it is refused as expired and cannot be replayed.
+pub fn jti_forgettable_from(exp: i64) -> DateTime<Utc> {
+    refused_from(exp)
+        .checked_add_signed(chrono::TimeDelta::seconds(JTI_MARGIN_SECONDS))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
 /// Longest `kid` and `jti` accepted.
 const MAX_ID_LEN: usize = 256;
 
@@ -193,7 +218,7 @@ impl Verifier {
                 VerifyError::invalid("The ID token's `nbf` claim is not a NumericDate.")
             })?),
         };
-        if exp.saturating_add(LEEWAY_SECONDS) < now_ts {
+        if now >= refused_from(exp) {
             return Err(VerifyError::invalid(format!(
                 "The ID token expired at {}. ID tokens are short-lived: request a fresh one \
                  right before the exchange.",
@@ -387,4 +412,28 @@ fn show_time(seconds: i64) -> String {
     DateTime::from_timestamp(seconds, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| seconds.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jti_is_forgettable_only_after_its_token_is_refused() {
+        for exp in [0, 1_700_000_000, i64::from(i32::MAX)] {
+            let refused = refused_from(exp);
+            // Accepted while `now` in whole seconds is at most exp + leeway.
+            assert_eq!(refused.timestamp(), exp + LEEWAY_SECONDS + 1);
+            assert_eq!(refused.timestamp_subsec_nanos(), 0);
+            assert!(jti_forgettable_from(exp) > refused);
+            assert_eq!(
+                (jti_forgettable_from(exp) - refused).num_seconds(),
+                JTI_MARGIN_SECONDS
+            );
+        }
+        // Dates at the end of the range saturate rather than wrap.
+        let last = DateTime::<Utc>::MAX_UTC.timestamp();
+        assert_eq!(refused_from(last), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(jti_forgettable_from(last), DateTime::<Utc>::MAX_UTC);
+    }
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod crates;
 mod credential_provider;
+mod db;
 mod dev;
 mod e2e_cargo;
 mod health;

@@ -5,6 +5,7 @@ use serde_json::json;
 use super::find_crate;
 use crate::app::App;
 use crate::auth::{Authenticated, RawToken};
+use crate::db::is_unique_violation;
 use crate::errors::{AppResult, bad_request};
 use crate::models::crate_owner::{self, NewCrateOwner};
 use crate::models::{User, audit, now};
@@ -90,17 +91,28 @@ async fn change(
             let user = auth.user_with_scope(EndpointScope::ChangeOwners, Some(&krate.name))?;
             user.require_owner(conn, &krate)?;
             let current = crate_owner::owners(conn, krate.id)?;
-            let mut logins = Vec::new();
+            // Each user once, however often (and in whatever ASCII case) the request names
+            // them: a repeated login must not insert twice or log twice.
+            let mut targets: Vec<User> = Vec::new();
             for login in &body.users {
                 let target = User::by_login(conn, login)?
                     .ok_or_else(|| bad_request(format!("could not find user with login `{login}`; they must log in to this registry once first")))?;
+                if !targets.iter().any(|t| t.id == target.id) {
+                    targets.push(target);
+                }
+            }
+            let mut logins = Vec::new();
+            for target in targets {
                 let is_owner = current.iter().any(|o| o.id == target.id);
+                let already = || bad_request(format!("`{}` is already an owner of crate `{}`", target.login, krate.name));
                 if adding {
                     if is_owner {
-                        return Err(bad_request(format!("`{}` is already an owner of crate `{}`", target.login, krate.name)));
+                        return Err(already());
                     }
                     NewCrateOwner { crate_id: krate.id, user_id: target.id, created_at: now, created_by: Some(user.user.id) }
-                        .insert(conn)?;
+                        .insert(conn)
+                        // Added by a concurrent request since `current` was read.
+                        .map_err(|e| if is_unique_violation(&e) { already() } else { e.into() })?;
                 } else {
                     if !is_owner {
                         return Err(bad_request(format!("`{}` is not an owner of crate `{}`", target.login, krate.name)));

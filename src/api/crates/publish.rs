@@ -17,7 +17,6 @@ use crate::db::{DbConn, is_unique_violation};
 use crate::errors::{AppError, AppResult, bad_request, conflict, forbidden, payload_too_large};
 use crate::models::crate_owner::NewCrateOwner;
 use crate::models::krate::NewCrate;
-use crate::models::trustpub_token::publisher_for_crate;
 use crate::models::version::{NewVersion, pick_max_version};
 use crate::models::{Crate, Version, audit, index_file, now};
 use crate::registry::crate_name::CrateName;
@@ -165,13 +164,7 @@ fn record_publish(
                         )));
                     }
                 }
-                Authenticated::Trustpub(tp) => {
-                    if !tp.crate_ids.contains(&krate.id) {
-                        return Err(forbidden(format!(
-                            "this Trusted Publishing token is not valid for crate `{name}`: no trusted publisher config of `{name}` matched the workflow that requested it"
-                        )));
-                    }
-                }
+                Authenticated::Trustpub(tp) => tp.check_crate(krate.id, name)?,
             }
             update_crate_metadata(conn, &krate, c, now)?;
             krate
@@ -244,7 +237,7 @@ fn record_publish(
         Authenticated::Trustpub(tp) => (
             tp.actor.clone(),
             None,
-            Some(publisher_for_crate(&tp.publisher, krate.id).to_string()),
+            Some(tp.publisher_for(krate.id).to_string()),
         ),
     };
     let deps = serde_json::to_string(&c.deps)?;
@@ -283,7 +276,7 @@ fn record_publish(
     index_file::rebuild(conn, krate.id, &krate.name, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });
     if let Authenticated::Trustpub(tp) = auth {
-        detail["trustpub"] = publisher_for_crate(&tp.publisher, krate.id);
+        detail["trustpub"] = tp.publisher_for(krate.id);
     }
     audit::record(conn, krate.id, &auth.actor(), "publish", detail, now)?;
     Ok(())

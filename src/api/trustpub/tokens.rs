@@ -8,8 +8,6 @@
 //! match rolls back before the `jti` is used, so a fixed config can be retried with the same
 //! ID token.
 
-use std::collections::BTreeMap;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,7 +20,7 @@ use crate::errors::{AppResult, bad_request, forbidden, internal, service_unavail
 use crate::models::audit::{self, Actor};
 use crate::models::now;
 use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
-use crate::models::trustpub_token::{self, NewTrustpubToken};
+use crate::models::trustpub_token::{self, MintedThrough, NewTrustpubToken};
 use crate::tokens;
 use crate::trustpub::{self, Match, MatchError, VerifiedIdentity};
 
@@ -61,19 +59,27 @@ pub async fn exchange(
                     GitLabConfig::capture_namespace_id(conn, m.publisher_id, namespace_id)?;
                 }
             }
-            let publisher = publisher_json(&identity, &matches);
-            NewTrustpubToken {
+            let publisher = publisher_json(&identity);
+            let through: Vec<MintedThrough> = matches
+                .iter()
+                .map(|m| MintedThrough {
+                    crate_id: m.crate_id,
+                    provider: identity.provider(),
+                    config_id: m.publisher_id,
+                })
+                .collect();
+            let token_id = NewTrustpubToken {
                 token_hash: &hash,
-                crate_ids: matches.iter().map(|m| m.crate_id.to_string()).collect::<Vec<_>>().join(","),
                 actor: identity.actor(),
                 publisher: publisher.to_string(),
                 created_at: now,
                 expires_at: now + ttl,
             }
-            .insert(conn)?;
+            .insert(conn, &through)?;
             let actor = Actor { name: identity.actor().to_owned(), user_id: None };
             for m in &matches {
-                let mut detail = trustpub_token::publisher_for_crate(&publisher, m.crate_id);
+                let mut detail = trustpub_token::publisher_detail(&publisher, Some(m.publisher_id));
+                detail["token_id"] = json!(token_id);
                 detail["expires_at"] = json!((now + ttl).and_utc());
                 audit::record(conn, m.crate_id, &actor, "trustpub_exchange", detail, now)?;
             }
@@ -119,12 +125,9 @@ fn jti_hash(issuer: &str, jti: &str) -> String {
     hex::encode(Sha256::digest(format!("{issuer}\n{jti}").as_bytes()))
 }
 
-/// What every publish with this token records (SPEC §5), with the matched config per crate.
-fn publisher_json(identity: &VerifiedIdentity, matches: &[Match]) -> Value {
-    let config_ids: BTreeMap<String, i64> = matches
-        .iter()
-        .map(|m| (m.crate_id.to_string(), m.publisher_id))
-        .collect();
+/// What every publish with this token records (SPEC §5); the config that matched each crate
+/// is in the token's crate links.
+fn publisher_json(identity: &VerifiedIdentity) -> Value {
     let mut publisher = json!({
         "provider": identity.provider().as_str(),
         "issuer": identity.issuer(),
@@ -136,7 +139,6 @@ fn publisher_json(identity: &VerifiedIdentity, matches: &[Match]) -> Value {
         "sha": identity.sha(),
         "ref": identity.git_ref(),
         "actor": identity.actor(),
-        "config_ids": config_ids,
     });
     if let VerifiedIdentity::GitLab(claims) = identity {
         publisher["project"] = json!(claims.project_path);

@@ -352,3 +352,124 @@ async fn owners_are_added_and_removed_but_the_last_one_stays() -> anyhow::Result
     assert_eq!(me.texts("#my-crates tbody td:first-child"), vec!["shared"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn owners_see_the_crates_exchanged_tokens_and_revoke_them() -> anyhow::Result<()> {
+    use wharf::dev::fake_github::IdTokenRequest;
+
+    // Arrange: a trusted publisher, and two runs of it that exchanged ID tokens.
+    let (app, github) = spawn_with_github().await?;
+    let api_token = crate_owned_by_alice(&app, "incident").await;
+    github.add_account("octo-org", 65);
+    app.add_github_config(&api_token, "incident", None).await;
+    let exchange = |actor: &str, run_id: i64| {
+        let jwt = github.mint_id_token(&IdTokenRequest {
+            audience: app.audience(),
+            repository: Some("octo-org/widget".to_owned()),
+            workflow: Some("release.yml".to_owned()),
+            actor: Some(actor.to_owned()),
+            run_id: Some(run_id),
+            ..IdTokenRequest::default()
+        });
+        let app = &app;
+        async move {
+            let (status, body) = app.exchange(&jwt?).await;
+            anyhow::ensure!(status == 200, "exchange: {body}");
+            Ok(body["token"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let compromised = exchange("mallory", 111).await?;
+    let other = exchange("octocat", 222).await?;
+    let alice = log_in(&app, "alice").await?;
+
+    // The settings page lists both: actor, run (a link to it), expiry.
+    let page = alice.get("/crates/incident/settings").await?;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.texts("#exchanged-tokens tbody td:first-child"),
+        vec!["mallory", "octocat"]
+    );
+    assert!(
+        page.attr("#exchanged-tokens tbody tr:first-child a.run", "href")
+            .is_some_and(|href| href.ends_with("/octo-org/widget/actions/runs/111/attempts/1")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.text("#exchanged-tokens tbody tr:first-child td.expires")
+            .contains("UTC")
+    );
+
+    // Act: revoke the compromised run's token from the page.
+    let action = page
+        .attr("#exchanged-tokens tbody tr:first-child form", "action")
+        .unwrap();
+    let revoked = alice.post(&action, &[]).await?;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    assert_eq!(revoked.location(), Some("/crates/incident/settings"));
+
+    // Assert: a flash message, the token is gone from the list and cannot publish; the other
+    // run's token still can; the audit log shows who revoked which run's token.
+    let page = alice.get("/crates/incident/settings").await?;
+    assert!(
+        page.text(".flash")
+            .contains("Revoked the publish token of mallory"),
+        "{}",
+        page.text(".flash")
+    );
+    assert_eq!(
+        page.texts("#exchanged-tokens tbody td:first-child"),
+        vec!["octocat"]
+    );
+    let refused = app
+        .publish(&compromised, &CrateBuilder::new("incident", "1.1.0"))
+        .await;
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await?;
+    assert!(
+        crate::support::detail(&body).contains("revoked by alice"),
+        "{body}"
+    );
+    app.publish_ok(&other, &CrateBuilder::new("incident", "1.1.0"))
+        .await;
+    let latest = page.texts("#audit-log tbody tr:first-child td");
+    assert_eq!(
+        latest[1..3],
+        ["alice", "trustpub token revoke"],
+        "{latest:?}"
+    );
+    assert!(
+        latest[3].contains("actor: mallory") && latest[3].contains("/runs/111/"),
+        "{latest:?}"
+    );
+
+    // Revoking again, or from outside, finds nothing to revoke.
+    assert_eq!(alice.post(&action, &[]).await?.status, 404);
+    let eve = log_in(&app, "eve").await?;
+    let other_action = page
+        .attr("#exchanged-tokens tbody tr:first-child form", "action")
+        .unwrap();
+    assert_eq!(eve.post(&other_action, &[]).await?.status, 403);
+
+    // Removing the publisher revokes the remaining token at once, as the confirmation says.
+    let remove_link = page
+        .attr("#github-publishers a.remove-publisher", "href")
+        .unwrap();
+    let confirm = alice.get(&remove_link).await?;
+    assert!(
+        confirm
+            .text("#revocation-notice")
+            .contains("1 unexpired publish token"),
+        "{}",
+        confirm.body
+    );
+    assert_eq!(alice.post(&remove_link, &[]).await?.status, 303);
+    let refused = app
+        .publish(&other, &CrateBuilder::new("incident", "1.2.0"))
+        .await;
+    assert_eq!(refused.status(), 403);
+    let page = alice.get("/crates/incident/settings").await?;
+    assert_eq!(page.count("#exchanged-tokens"), 0);
+    assert_eq!(page.count("#no-exchanged-tokens"), 1);
+    Ok(())
+}

@@ -245,3 +245,128 @@ async fn configs_per_crate_are_limited_and_duplicates_refused() -> anyhow::Resul
     insta::assert_snapshot!("limit", detail(&body).to_owned());
     Ok(())
 }
+
+/// Deletes a config through the API.
+async fn delete_config(app: &TestApp, token: &str, kind: &str, id: &Value) -> anyhow::Result<u16> {
+    let id = id.as_i64().unwrap();
+    let response = app
+        .client
+        .delete(app.url(&format!("/api/v1/trusted_publishing/{kind}_configs/{id}")))
+        .header("Authorization", token)
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+#[tokio::test]
+async fn removing_a_publisher_revokes_exactly_the_tokens_minted_through_it() -> anyhow::Result<()> {
+    // Arrange: `widget` trusts a GitHub workflow and a GitLab project; `gadget` trusts the same
+    // GitHub workflow, so one GitHub ID token is exchanged for a token good for both crates.
+    let github = FakeIdp::start(Provider::GitHub);
+    let gitlab = FakeIdp::start(Provider::GitLab);
+    let app = TestApp::builder()
+        .github_idp(&github)
+        .gitlab_idp(&gitlab)
+        .spawn()
+        .await;
+    let owner = app.token("alice");
+    for name in ["widget", "gadget"] {
+        app.publish_ok(&owner, &CrateBuilder::new(name, "1.0.0"))
+            .await;
+    }
+    let widget_github = app.add_github_config(&owner, "widget", None).await;
+    let gadget_github = app.add_github_config(&owner, "gadget", None).await;
+    let widget_gitlab = app
+        .add_gitlab_config(&owner, "widget", fake_idp::GITLAB_NAMESPACE, None)
+        .await;
+    let (status, body) = app
+        .exchange(&github.sign(&github.github_claims(&app.audience(), json!({}))))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let from_github = body["token"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .exchange(&gitlab.sign(&gitlab.gitlab_claims(&app.audience(), json!({}))))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let from_gitlab = body["token"].as_str().unwrap().to_owned();
+
+    // Act: the owner removes widget's GitHub publisher.
+    let status = delete_config(
+        &app,
+        &owner,
+        "github",
+        &widget_github["github_config"]["id"],
+    )
+    .await?;
+    assert_eq!(status, 204);
+
+    // Assert: the GitHub token can no longer publish widget, at once, and says why…
+    let refused = app
+        .publish(&from_github, &CrateBuilder::new("widget", "1.1.0"))
+        .await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await?;
+    insta::with_settings!({ filters => vec![(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "[time]")] }, {
+        insta::assert_snapshot!("revoked_by_removal", detail(&body).to_owned());
+    });
+    // …but still publishes gadget, whose publisher stays; the GitLab token, minted through
+    // another config of widget, is untouched.
+    app.publish_ok(&from_github, &CrateBuilder::new("gadget", "1.1.0"))
+        .await;
+    app.publish_ok(&from_gitlab, &CrateBuilder::new("widget", "1.1.0"))
+        .await;
+
+    // Removing gadget's publisher too leaves the GitHub token no crate: refused for everything.
+    let status = delete_config(
+        &app,
+        &owner,
+        "github",
+        &gadget_github["github_config"]["id"],
+    )
+    .await?;
+    assert_eq!(status, 204);
+    let refused = app
+        .publish(&from_github, &CrateBuilder::new("gadget", "1.2.0"))
+        .await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await?;
+    insta::with_settings!({ filters => vec![(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "[time]")] }, {
+        insta::assert_snapshot!("revoked_everywhere", detail(&body).to_owned());
+    });
+
+    // And the GitLab publisher's removal revokes the GitLab token.
+    let status = delete_config(
+        &app,
+        &owner,
+        "gitlab",
+        &widget_gitlab["gitlab_config"]["id"],
+    )
+    .await?;
+    assert_eq!(status, 204);
+    let refused = app
+        .publish(&from_gitlab, &CrateBuilder::new("widget", "1.2.0"))
+        .await;
+    assert_eq!(refused.status(), 403);
+
+    // The audit log says how many tokens each removal revoked.
+    let entries = app.app.db.blocking(|conn| {
+        let krate = wharf::models::Crate::by_name(conn, "widget")?.unwrap();
+        Ok(wharf::models::audit::for_crate(conn, krate.id, 20)?)
+    })?;
+    let removals: Vec<(String, Value)> = entries
+        .iter()
+        .filter(|e| e.action.ends_with("_remove"))
+        .map(|e| {
+            let detail: Value = serde_json::from_str(&e.detail).unwrap();
+            (e.action.clone(), detail["revoked_tokens"].clone())
+        })
+        .collect();
+    assert_eq!(
+        removals,
+        [
+            ("trustpub_gitlab_remove".to_owned(), json!(1)),
+            ("trustpub_github_remove".to_owned(), json!(1)),
+        ]
+    );
+    Ok(())
+}

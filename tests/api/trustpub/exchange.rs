@@ -356,3 +356,136 @@ async fn a_jti_used_on_one_instance_is_refused_on_another_sharing_the_database()
         .await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_gitlab_token_whose_ci_config_comes_from_another_project_is_refused() -> anyhow::Result<()>
+{
+    let idp = FakeIdp::start(Provider::GitLab);
+    let app = TestApp::builder().gitlab_idp(&idp).spawn().await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    app.add_gitlab_config(&owner, "widget", fake_idp::GITLAB_NAMESPACE, None)
+        .await;
+    let host = idp.issuer().trim_start_matches("http://").to_owned();
+    let cases = [
+        (
+            "another_project",
+            idp.gitlab_ci_config_ref_uri("mallory/ci-templates", fake_idp::GITLAB_CI_CONFIG),
+        ),
+        (
+            "another_ref",
+            format!("{host}/acme/widget//.gitlab-ci.yml@refs/heads/unprotected"),
+        ),
+    ];
+    for (name, uri) in cases {
+        let claims = idp.gitlab_claims(&app.audience(), json!({ "ci_config_ref_uri": uri }));
+        let (status, body) = app.exchange(&idp.sign(&claims)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.get("token").is_none());
+        insta::with_settings!({ filters => vec![(r"127\.0\.0\.1:\d+", "[host]")] }, {
+            insta::assert_snapshot!(format!("ci_config_{name}"), detail(&body).to_owned());
+        });
+    }
+    // The project's own CI config, at the commit being built, is still accepted.
+    let own = idp.gitlab_claims(
+        &app.audience(),
+        json!({ "ci_config_ref_uri": format!("{host}/acme/widget//.gitlab-ci.yml@{}", fake_idp::SHA) }),
+    );
+    let (status, body) = app.exchange(&idp.sign(&own)).await;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unicode_look_alikes_of_configured_names_are_not_matched() -> anyhow::Result<()> {
+    let (idp, app, owner) = github_setup().await;
+    app.add_github_config(&owner, "widget", Some("k8s")).await;
+    // U+212A KELVIN SIGN lower-cases to `k`, U+017F LONG S upper-cases to `S`: neither is the
+    // ASCII letter the owner configured.
+    let cases = [
+        ("environment", json!({ "environment": "\u{212A}8s" })),
+        (
+            "repository",
+            json!({ "environment": "k8s", "repository": "octo-org/widget\u{17F}" }),
+        ),
+        (
+            "owner",
+            json!({ "environment": "k8s", "repository": "octo-org\u{212A}/widget" }),
+        ),
+    ];
+    for (name, overrides) in cases {
+        let (status, body) = app
+            .exchange(&idp.sign(&idp.github_claims(&app.audience(), overrides)))
+            .await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.get("token").is_none(), "{name}");
+    }
+    let (status, body) = app
+        .exchange(&idp.sign(&idp.github_claims(&app.audience(), json!({ "environment": "K8S" }))))
+        .await;
+    assert_eq!(status, 200, "ASCII case still folds: {body}");
+    Ok(())
+}
+
+/// Whether the used `jti` `hash` is still remembered.
+fn jti_remembered(app: &TestApp, hash: &'static str) -> anyhow::Result<bool> {
+    use diesel::prelude::*;
+    use wharf::schema::trustpub_used_jtis;
+    app.app.db.blocking(move |conn| {
+        Ok(trustpub_used_jtis::table
+            .filter(trustpub_used_jtis::jti_hash.eq(hash))
+            .count()
+            .get_result::<i64>(conn)?
+            > 0)
+    })
+}
+
+#[tokio::test]
+async fn a_used_jti_is_remembered_for_as_long_as_its_id_token_verifies() -> anyhow::Result<()> {
+    use chrono::{DateTime, TimeDelta};
+    use wharf::models::trustpub_token;
+
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder().github_idp(&idp).spawn().await;
+    let claims = idp.github_claims(&app.audience(), json!({}));
+    let jwt = idp.sign(&claims);
+    let exp = DateTime::from_timestamp(claims["exp"].as_i64().unwrap(), 0).unwrap();
+    // What the exchange does: verify, then remember the jti until the identity's window ends.
+    let identity = app.app.verifier.verify_at(&jwt, exp).await?;
+    let until = identity.replay_window_ends_at().naive_utc();
+    app.app
+        .db
+        .blocking(move |conn| Ok(trustpub_token::claim_jti(conn, "probe", until)?))?;
+
+    // The clean-up runs at each instant (with sub-second precision, as in production), and
+    // the token is presented again at that instant: it must never both be forgotten and verify.
+    let mut last_accepted = None;
+    let mut forgotten_at = None;
+    for millis in [
+        0, 59_999, 60_000, 60_001, 60_500, 60_999, 61_000, 61_001, 61_500, 62_000, 90_000, 120_999,
+        121_000, 121_001, 122_000,
+    ] {
+        let now = exp + TimeDelta::milliseconds(millis);
+        app.app
+            .db
+            .blocking(move |conn| Ok(trustpub_token::clean_up(conn, now.naive_utc())?))?;
+        let remembered = jti_remembered(&app, "probe")?;
+        let accepted = app.app.verifier.verify_at(&jwt, now).await.is_ok();
+        assert!(
+            remembered || !accepted,
+            "at exp + {millis} ms the jti was forgotten while the ID token still verifies"
+        );
+        if accepted {
+            last_accepted = Some(millis);
+        }
+        if !remembered && forgotten_at.is_none() {
+            forgotten_at = Some(millis);
+        }
+    }
+    // The acceptance boundary is exp + 60 s leeway (to the second); the jti is forgotten
+    // eventually, not kept for ever.
+    assert_eq!(last_accepted, Some(60_999));
+    assert!(forgotten_at.is_some(), "the clean-up never forgot the jti");
+    Ok(())
+}

@@ -1,0 +1,40 @@
+-- Which crates each exchanged Trusted Publishing token may publish, and through which publisher
+-- config: one row per config that matched the ID token. Replaces `trustpub_tokens.crate_ids`
+-- (comma-separated text) and the config ids kept inside `trustpub_tokens.publisher`, so that
+-- removing a config revokes exactly the tokens minted through it. A revoked row stays (with
+-- who and why) until its token expires, so that a refused publish can say what happened.
+-- Keep in step with ../../sqlite/2026-11-26-000004_trustpub_token_crates/up.sql.
+
+CREATE TABLE trustpub_token_crates (
+    token_id BIGINT NOT NULL REFERENCES trustpub_tokens (id) ON DELETE CASCADE,
+    crate_id BIGINT NOT NULL REFERENCES crates (id) ON DELETE CASCADE,
+    -- `github` or `gitlab`: which table `config_id` is in.
+    provider TEXT NOT NULL,
+    config_id BIGINT NOT NULL,
+    revoked_at TIMESTAMP,
+    -- The login of the owner who removed the config or revoked the token.
+    revoked_by TEXT,
+    -- `publisher_removed` or `owner_revoked`.
+    revoked_because TEXT,
+    PRIMARY KEY (token_id, provider, config_id)
+);
+CREATE INDEX trustpub_token_crates_config_idx ON trustpub_token_crates (provider, config_id);
+CREATE INDEX trustpub_token_crates_crate_idx ON trustpub_token_crates (crate_id);
+
+-- Existing tokens keep each crate whose matched config is recorded and still exists; a crate
+-- whose config is gone already is not carried over (the token loses it: fail closed).
+INSERT INTO trustpub_token_crates (token_id, crate_id, provider, config_id)
+SELECT t.id, c.key::BIGINT, t.publisher::jsonb ->> 'provider', c.value::BIGINT
+FROM trustpub_tokens AS t,
+     jsonb_each_text(t.publisher::jsonb -> 'config_ids') AS c
+WHERE c.key = ANY (string_to_array(t.crate_ids, ','))
+  AND (
+    (t.publisher::jsonb ->> 'provider' = 'github' AND EXISTS (
+        SELECT 1 FROM trustpub_github_configs AS g
+        WHERE g.id = c.value::BIGINT AND g.crate_id = c.key::BIGINT))
+    OR (t.publisher::jsonb ->> 'provider' = 'gitlab' AND EXISTS (
+        SELECT 1 FROM trustpub_gitlab_configs AS g
+        WHERE g.id = c.value::BIGINT AND g.crate_id = c.key::BIGINT))
+  );
+
+ALTER TABLE trustpub_tokens DROP COLUMN crate_ids;

@@ -1,0 +1,238 @@
+//! The database layer under every request: write transactions on both backends (the harness
+//! runs this on SQLite, and on PostgreSQL with `WHARF_TEST_DATABASE_URL`).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use chrono::Utc;
+use wharf::db::{DbConn, write_transaction};
+use wharf::errors::AppResult;
+use wharf::models::User;
+use wharf::models::user::NewUser;
+
+use crate::support::TestApp;
+
+fn insert_user(conn: &mut DbConn, login: &str) -> AppResult<()> {
+    let now = Utc::now().naive_utc();
+    NewUser {
+        login,
+        github_id: None,
+        name: None,
+        email: None,
+        avatar_url: None,
+        is_admin: false,
+        created_at: now,
+        updated_at: now,
+    }
+    .insert(conn)?;
+    Ok(())
+}
+
+fn user_exists(app: &TestApp, login: &'static str) -> anyhow::Result<bool> {
+    Ok(app
+        .app
+        .db
+        .blocking(move |conn| Ok(User::by_login(conn, login)?))?
+        .is_some())
+}
+
+#[tokio::test]
+async fn a_panicking_transaction_leaves_the_registry_writable() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let panicked = app
+        .app
+        .db
+        .transaction(|conn| -> AppResult<()> {
+            insert_user(conn, "half-written")?;
+            panic!("a bug in a handler, half-way through its transaction");
+        })
+        .await;
+    assert!(panicked.is_err(), "the panic is an error for the caller");
+
+    // Every connection of the pool can write again at once (SQLite would wait for its
+    // 15-second busy timeout, then fail, if the write lock had been kept).
+    for i in 0..8 {
+        let login = format!("writer-{i}");
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            app.app
+                .db
+                .transaction(move |conn| insert_user(conn, &login)),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("write {i} still waits for a lock"))?
+        .map_err(|e| anyhow::anyhow!("write {i} failed: {}", e.detail()))?;
+    }
+    assert!(!user_exists(&app, "half-written")?, "rolled back");
+    assert!(user_exists(&app, "writer-7")?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transaction_whose_panic_is_caught_leaves_its_connection_clean() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    app.app.db.blocking(|conn| {
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            write_transaction(conn, |conn| -> AppResult<()> {
+                insert_user(conn, "half-written")?;
+                panic!("a bug in a handler, half-way through its transaction");
+            })
+        }));
+        assert!(caught.is_err(), "the closure panicked");
+        // The same connection starts, and commits, a new write transaction.
+        write_transaction(conn, |conn| insert_user(conn, "after-the-panic"))
+    })?;
+    // Seen from another connection: the first write was rolled back, the second committed.
+    let half = user_exists(&app, "half-written")?;
+    let after = user_exists(&app, "after-the-panic")?;
+    assert!(!half, "the panicked transaction was rolled back");
+    assert!(
+        after,
+        "the next transaction was committed, not nested in the dead one"
+    );
+    Ok(())
+}
+
+/// A token as the `trustpub_tokens` table held it before the link table.
+#[derive(diesel::QueryableByName, Debug)]
+struct LegacyToken {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    crate_ids: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    publisher: String,
+}
+
+/// On a connection of its own: reverts the newest migration, checks what its `down.sql`
+/// restored, writes a token the way the code of that time did, and migrates up again.
+/// A macro, because the raw SQL runs on a concrete connection of either backend.
+macro_rules! down_check_and_up {
+    ($conn:expr, $migrations:expr, $crates:expr, $configs:expr, $legacy_hash:expr) => {{
+        use diesel::RunQueryDsl;
+        use diesel_migrations::MigrationHarness;
+        let conn = $conn;
+        let (widget, gadget): (i64, i64) = $crates;
+        let (widget_config, removed_gadget_config): (i64, i64) = $configs;
+        let reverted = conn
+            .revert_last_migration($migrations)
+            .map_err(|e| anyhow::anyhow!("down: {e}"))?;
+        assert_eq!(reverted.to_string(), "20261126000004");
+
+        // The token exchanged on the new schema is back in the old shape; gadget, revoked
+        // since, is left out (fail closed).
+        let tokens: Vec<LegacyToken> =
+            diesel::sql_query("SELECT crate_ids, publisher FROM trustpub_tokens ORDER BY id")
+                .load(conn)?;
+        assert_eq!(tokens.len(), 1, "{tokens:?}");
+        assert_eq!(tokens[0].crate_ids, widget.to_string());
+        let publisher: serde_json::Value = serde_json::from_str(&tokens[0].publisher)?;
+        assert_eq!(
+            publisher["config_ids"],
+            serde_json::json!({ widget.to_string(): widget_config })
+        );
+        assert_eq!(publisher["actor"], crate::support::fake_idp::GITHUB_ACTOR);
+
+        // A token minted by the code of that time, for widget (whose config exists) and
+        // gadget (whose config was removed already).
+        let mut legacy = publisher.clone();
+        legacy["config_ids"] = serde_json::json!({
+            widget.to_string(): widget_config,
+            gadget.to_string(): removed_gadget_config,
+        });
+        let now = Utc::now();
+        let time = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        diesel::sql_query(format!(
+            "INSERT INTO trustpub_tokens \
+             (token_hash, crate_ids, actor, publisher, created_at, expires_at) \
+             VALUES ('{}', '{widget},{gadget}', 'legacy-actor', '{}', '{}', '{}')",
+            $legacy_hash,
+            legacy,
+            time(now),
+            time(now + chrono::TimeDelta::minutes(10)),
+        ))
+        .execute(conn)?;
+
+        conn.run_pending_migrations($migrations)
+            .map_err(|e| anyhow::anyhow!("up: {e}"))?;
+    }};
+}
+
+#[tokio::test]
+async fn the_token_crates_migration_carries_tokens_over_both_ways() -> anyhow::Result<()> {
+    use diesel::Connection;
+    use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+    use serde_json::json;
+
+    use crate::support::CrateBuilder;
+    use crate::support::fake_idp::{FakeIdp, Provider};
+
+    const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+    // Arrange: a GitHub token exchanged for widget and gadget; gadget's publisher removed since.
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder().github_idp(&idp).spawn().await;
+    let owner = app.token("alice");
+    for name in ["widget", "gadget"] {
+        app.publish_ok(&owner, &CrateBuilder::new(name, "1.0.0"))
+            .await;
+    }
+    let widget_config = app.add_github_config(&owner, "widget", None).await["github_config"]["id"]
+        .as_i64()
+        .unwrap();
+    let gadget_config = app.add_github_config(&owner, "gadget", None).await["github_config"]["id"]
+        .as_i64()
+        .unwrap();
+    let (_, body) = app
+        .exchange(&idp.sign(&idp.github_claims(&app.audience(), json!({}))))
+        .await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    let removed = app
+        .client
+        .delete(app.url(&format!(
+            "/api/v1/trusted_publishing/github_configs/{gadget_config}"
+        )))
+        .header("Authorization", &owner)
+        .send()
+        .await?;
+    assert_eq!(removed.status(), 204);
+    let crates = app.app.db.blocking(|conn| {
+        let id = |conn: &mut DbConn, name: &str| -> AppResult<i64> {
+            Ok(wharf::models::Crate::by_name(conn, name)?
+                .map(|c| c.id)
+                .unwrap_or_default())
+        };
+        Ok((id(conn, "widget")?, id(conn, "gadget")?))
+    })?;
+    let legacy_token = format!("{}legacy", wharf::tokens::TRUSTPUB_TOKEN_PREFIX);
+    let legacy_hash = wharf::tokens::hash(&legacy_token);
+
+    // Act: down to the schema before the link table and up again, beside the running server.
+    let url = app.config().database.url.expose().to_owned();
+    let configs = (widget_config, gadget_config);
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let mut conn = diesel::SqliteConnection::establish(path)?;
+            down_check_and_up!(&mut conn, SQLITE, crates, configs, legacy_hash);
+        }
+        None => {
+            let mut conn = diesel::PgConnection::establish(&url)?;
+            down_check_and_up!(&mut conn, POSTGRES, crates, configs, legacy_hash);
+        }
+    }
+
+    // Assert: both tokens publish widget, and neither gadget, whose publisher is gone.
+    app.publish_ok(&token, &CrateBuilder::new("widget", "1.1.0"))
+        .await;
+    app.publish_ok(&legacy_token, &CrateBuilder::new("widget", "1.2.0"))
+        .await;
+    for (token, version) in [(&token, "1.1.0"), (&legacy_token, "1.2.0")] {
+        let refused = app
+            .publish(token, &CrateBuilder::new("gadget", version))
+            .await;
+        assert_eq!(refused.status(), 403);
+    }
+    let (_, info) = app.get_json("/api/v1/crates/widget").await;
+    assert_eq!(info["versions"][0]["trustpub"]["config_id"], widget_config);
+    assert!(info["versions"][0]["trustpub"].get("config_ids").is_none());
+    Ok(())
+}
