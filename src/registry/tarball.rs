@@ -204,13 +204,12 @@ fn verify_with_limits(
     // none (a missing end marker). Read on to the end of the gzip member, so its checksum is
     // verified and the size bound covers everything: after the first zero block only zeros may
     // follow, at least one more block of them.
-    let zeros =
-        if reader.eof {
-            0
-        } else {
-            read_zero_padding(&mut reader)
-                .map_err(|err| if reader.exceeded { too_large() } else { err })?
-        };
+    let zeros = if reader.eof {
+        0
+    } else {
+        read_zero_padding(&mut reader)
+            .map_err(|err| if reader.exceeded { too_large() } else { err })?
+    };
     if !reader.inner.get_ref().is_empty() {
         return Err(TarballError::TrailingGzipData);
     }
@@ -479,12 +478,25 @@ fn scan<R: Read>(
     Ok(scanned)
 }
 
-/// The numeric fields every reader parses when it lists an entry must parse here too; returns
-/// the size. Mode and size are required (unpacking needs them); an owner or time left blank
-/// (spaces and NULs, as some writers leave them) reads as 0, as GNU tar reads it.
+/// The numeric fields every reader parses when it lists an entry must parse here too, as
+/// octal (the base-256 form is for values no crate needs, and readers range-check it
+/// differently); returns the size. Mode and size are required (unpacking needs them); an owner
+/// or time left blank (spaces and NULs, as some writers leave them) reads as 0, as GNU tar
+/// reads it.
 fn check_numeric_fields(header: &tar::Header) -> Result<u64, String> {
     let field = |name: &str, err: io::Error| format!("its {name} field is not a number ({err})");
     let fields = header.as_old();
+    for (name, raw) in [
+        ("mode", &fields.mode[..]),
+        ("uid", &fields.uid[..]),
+        ("gid", &fields.gid[..]),
+        ("size", &fields.size[..]),
+        ("mtime", &fields.mtime[..]),
+    ] {
+        if raw[0] & 0x80 != 0 {
+            return Err(format!("its {name} field is not an octal number"));
+        }
+    }
     header.mode().map_err(|e| field("mode", e))?;
     let blank = |raw: &[u8]| raw.iter().all(|b| *b == 0 || *b == b' ');
     if !blank(&fields.uid) {
@@ -1212,6 +1224,30 @@ mod tests {
                 .starts_with("the crate file's entry `Foo_bar-1.2.3/` has an invalid header"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn base_256_numeric_fields_are_refused() {
+        // Found by the differential property test: the `tar` crate read a negative base-256
+        // uid that GNU tar refuses.
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        edit_header(&mut tar, 0, |block| block[108] = 0xff);
+        let err = verify(&gzip(&tar)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file's entry `Foo_bar-1.2.3/` has an invalid header: its uid field is not an octal number"
+        );
+    }
+
+    #[test]
+    fn blank_owner_and_time_fields_read_as_zero() {
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        edit_header(&mut tar, 0, |block| {
+            block[108..116].fill(0);
+            block[116..124].fill(b' ');
+            block[136..148].fill(0);
+        });
+        assert!(verify(&gzip(&tar)).is_ok());
     }
 
     #[test]
