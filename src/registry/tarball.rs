@@ -480,9 +480,8 @@ fn scan<R: Read>(
 
 /// The numeric fields every reader parses when it lists an entry must parse here too, as
 /// octal (the base-256 form is for values no crate needs, and readers range-check it
-/// differently); returns the size. Mode and size are required (unpacking needs them); an owner
-/// or time left blank (spaces and NULs, as some writers leave them) reads as 0, as GNU tar
-/// reads it.
+/// differently); returns the size, which is required. A mode, owner or time left blank (spaces
+/// and NULs, as some writers leave them) reads as 0, as GNU tar reads it.
 fn check_numeric_fields(header: &tar::Header) -> Result<u64, String> {
     let field = |name: &str, err: io::Error| format!("its {name} field is not a number ({err})");
     let fields = header.as_old();
@@ -497,8 +496,10 @@ fn check_numeric_fields(header: &tar::Header) -> Result<u64, String> {
             return Err(format!("its {name} field is not an octal number"));
         }
     }
-    header.mode().map_err(|e| field("mode", e))?;
     let blank = |raw: &[u8]| raw.iter().all(|b| *b == 0 || *b == b' ');
+    if !blank(&fields.mode) {
+        header.mode().map_err(|e| field("mode", e))?;
+    }
     if !blank(&fields.uid) {
         header.uid().map_err(|e| field("uid", e))?;
     }
@@ -1240,9 +1241,10 @@ mod tests {
     }
 
     #[test]
-    fn blank_owner_and_time_fields_read_as_zero() {
+    fn blank_mode_owner_and_time_fields_read_as_zero() {
         let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
         edit_header(&mut tar, 0, |block| {
+            block[100..108].fill(0);
             block[108..116].fill(0);
             block[116..124].fill(b' ');
             block[136..148].fill(0);
