@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
 use crate::db::Database;
+use crate::errors::{AppResult, internal, service_unavailable};
 use crate::storage::{FsStorage, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
@@ -18,6 +20,42 @@ pub struct App {
     pub http: reqwest::Client,
     /// Verifies CI ID tokens; holds the per-issuer key cache.
     pub verifier: Verifier,
+    /// Bounds the publishes that read and verify a crate file at once.
+    pub publish_slots: PublishSlots,
+}
+
+/// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
+/// costs bounded memory and CPU. A publish waits a bounded time for a slot, then gets 503.
+pub struct PublishSlots {
+    semaphore: Semaphore,
+    slots: usize,
+    wait: Duration,
+}
+
+impl PublishSlots {
+    pub fn new(slots: usize, wait: Duration) -> Self {
+        Self {
+            semaphore: Semaphore::new(slots),
+            slots,
+            wait,
+        }
+    }
+
+    /// A slot, held until the permit is dropped.
+    pub async fn acquire(&self) -> AppResult<SemaphorePermit<'_>> {
+        match tokio::time::timeout(self.wait, self.semaphore.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(internal(closed)),
+            Err(_) => {
+                tracing::warn!(slots = self.slots, "a publish waited too long for a slot");
+                Err(service_unavailable(format!(
+                    "the registry is busy with other publishes (at most {} at once) and none finished within {}; try again in a minute",
+                    self.slots,
+                    humantime::format_duration(self.wait)
+                )))
+            }
+        }
+    }
 }
 
 impl App {
@@ -49,12 +87,17 @@ impl App {
                 gitlab_issuers: config.trustpub.gitlab_issuers.clone(),
             },
         );
+        let publish_slots = PublishSlots::new(
+            config.limits.max_concurrent_publishes,
+            config.limits.publish_queue_timeout,
+        );
         Ok(Self {
             config,
             db,
             storage: Arc::new(storage),
             http,
             verifier,
+            publish_slots,
         })
     }
 }
