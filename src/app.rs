@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
-use crate::storage::{FsStorage, Storage};
+use crate::storage::{FsStorage, STALE_TEMP_FILE_AGE, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
 pub struct App {
@@ -72,6 +72,11 @@ impl App {
                 config.storage_dir.display()
             )
         })?;
+        match storage.remove_stale_temp_files(STALE_TEMP_FILE_AGE) {
+            Ok(0) => {}
+            Ok(files) => tracing::info!(files, "removed temporary files a crash left in storage"),
+            Err(error) => tracing::warn!(%error, "cannot clean temporary files from storage"),
+        }
         let http = reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))

@@ -11,5 +11,6 @@ mod e2e_cargo;
 mod health;
 mod index;
 mod pages;
+mod startup;
 mod support;
 mod trustpub;

@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::support::crates::{dep_json, publish_body};
 use crate::support::fake_idp::{FakeIdp, Provider};
 use crate::support::raw_http::answer_to_partial_put;
+use crate::support::tmpfs::SmallTmpfs;
 use crate::support::{CrateBuilder, TestApp, detail};
 
 const CRATES_IO: &str = "https://github.com/rust-lang/crates.io-index";
@@ -562,5 +563,62 @@ async fn an_upload_that_stalls_is_cut_off_and_frees_its_slot() -> anyhow::Result
         "the upload stalled: no data arrived for 1s; retry the publish"
     );
     app.publish_ok(&token, &krate).await;
+    Ok(())
+}
+
+/// Bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_507_that_leaves_nothing_behind() -> anyhow::Result<()> {
+    let disk = SmallTmpfs::mount("128k")?;
+    let app = TestApp::builder()
+        .set("storage_dir", disk.path().to_string_lossy())
+        .spawn()
+        .await;
+    let token = app.token("alice");
+    app.publish_ok(&token, &CrateBuilder::new("small", "1.0.0"))
+        .await;
+
+    let big = CrateBuilder::new("big", "1.0.0").file("noise.bin", &noise(256 * 1024, 7));
+    let response = app.publish(&token, &big).await;
+
+    assert_eq!(response.status(), 507);
+    assert_eq!(
+        detail(&response.json().await?),
+        "the registry's storage is full; try again later, and tell the registry's operator"
+    );
+    let (status, _) = app.get_json("/api/v1/crates/big").await;
+    assert_eq!(status, 404, "the transaction rolled back");
+    let (status, _) = app.get_json("/index/3/b/big").await;
+    assert_eq!(status, 404, "no index file");
+    let mut leftovers = Vec::new();
+    let mut dirs = vec![disk.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            } else if !entry.path().ends_with("crates/small/small-1.0.0.crate") {
+                leftovers.push(entry.path());
+            }
+        }
+    }
+    assert!(
+        leftovers.is_empty(),
+        "nothing partial is left: {leftovers:?}"
+    );
+    app.publish_ok(&token, &CrateBuilder::new("small", "1.1.0"))
+        .await;
     Ok(())
 }
