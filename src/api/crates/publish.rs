@@ -85,12 +85,7 @@ pub async fn publish(
     body.expect_end().await?;
 
     let checked = web::block(move || -> AppResult<Checked> {
-        check_upload(
-            metadata,
-            validated,
-            tarball.to_vec(),
-            limits.max_unpacked_size,
-        )
+        check_upload(metadata, validated, tarball, limits.max_unpacked_size)
     })
     .await??;
 
@@ -145,7 +140,7 @@ where
 fn check_upload(
     metadata: PublishMetadata,
     validated: ValidatedPublish,
-    tarball: Vec<u8>,
+    tarball: Bytes,
     max_unpacked_size: u64,
 ) -> AppResult<Checked> {
     let info = verify_tarball(
@@ -307,7 +302,8 @@ struct Checked {
     features2: String,
     deps: Vec<IndexDependency>,
     readme: Option<String>,
-    tarball: Vec<u8>,
+    /// The crate file as received (not copied).
+    tarball: Bytes,
 }
 
 /// What a caller may publish under a name.
