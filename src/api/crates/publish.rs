@@ -55,9 +55,11 @@ pub async fn publish(
     let mut body = Body::new(payload, limits.publish_queue_timeout);
 
     // The metadata names the crate, so the caller can be authorised before anything else.
-    let json = read_metadata(&mut body).await?;
-    let metadata = parse_metadata(&json).and_then(|metadata| {
-        let validated = metadata.validate()?;
+    // The token is resolved whatever the metadata holds, so that a caller without a valid token
+    // learns nothing about the body but its 403.
+    let metadata = read_metadata(&mut body).await.and_then(|json| {
+        let metadata = parse_metadata(&json).map_err(bad_request)?;
+        let validated = metadata.validate().map_err(bad_request)?;
         Ok((metadata, validated))
     });
     let name = metadata.as_ref().ok().map(|(_, v)| v.name.clone());
@@ -71,7 +73,7 @@ pub async fn publish(
             Ok(raw)
         })
         .await?;
-    let (metadata, validated) = metadata.map_err(bad_request)?;
+    let (metadata, validated) = metadata?;
 
     // The crate file: its size is known before any of it is read; buffering and verifying it
     // holds a publish slot.

@@ -410,6 +410,14 @@ async fn a_bogus_token_is_refused_before_the_crate_file_is_sent() -> anyhow::Res
         detail,
         "the API token is invalid, revoked or expired; create a new one"
     );
+    // Whatever the body holds, a caller without a valid token learns nothing but its 403.
+    for body in [
+        b"garbage".to_vec(),
+        publish_body(&json!({ "name": "x" }), b""),
+    ] {
+        let response = app.publish_body("wharf_bogus", body).await;
+        assert_eq!(response.status(), 403);
+    }
     Ok(())
 }
 
