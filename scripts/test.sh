@@ -17,6 +17,10 @@ command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 # The browser tests drive Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+# The .crate tests list archives with GNU tar, the independent second reader.
+tar --version 2>/dev/null | grep -q 'GNU tar' || need_pkgs+=(tar)
+# The full-disk test mounts a small tmpfs, which needs root.
+[ "$(id -u)" = 0 ] || echo "warning: not root: the full-disk test (it mounts a tmpfs) will fail" >&2
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "error: missing ${need_pkgs[*]}; install them (apt-get install ${need_pkgs[*]}) or run as root" >&2

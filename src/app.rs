@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
 use crate::db::Database;
-use crate::storage::{FsStorage, Storage};
+use crate::errors::{AppResult, internal, service_unavailable};
+use crate::storage::{FsStorage, STALE_TEMP_FILE_AGE, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
 pub struct App {
@@ -18,6 +20,42 @@ pub struct App {
     pub http: reqwest::Client,
     /// Verifies CI ID tokens; holds the per-issuer key cache.
     pub verifier: Verifier,
+    /// Bounds the publishes that read and verify a crate file at once.
+    pub publish_slots: PublishSlots,
+}
+
+/// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
+/// costs bounded memory and CPU. A publish waits a bounded time for a slot, then gets 503.
+pub struct PublishSlots {
+    semaphore: Semaphore,
+    slots: usize,
+    wait: Duration,
+}
+
+impl PublishSlots {
+    pub fn new(slots: usize, wait: Duration) -> Self {
+        Self {
+            semaphore: Semaphore::new(slots),
+            slots,
+            wait,
+        }
+    }
+
+    /// A slot, held until the permit is dropped.
+    pub async fn acquire(&self) -> AppResult<SemaphorePermit<'_>> {
+        match tokio::time::timeout(self.wait, self.semaphore.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(internal(closed)),
+            Err(_) => {
+                tracing::warn!(slots = self.slots, "a publish waited too long for a slot");
+                Err(service_unavailable(format!(
+                    "the registry is busy with other publishes (at most {} at once) and none finished within {}; try again in a minute",
+                    self.slots,
+                    humantime::format_duration(self.wait)
+                )))
+            }
+        }
+    }
 }
 
 impl App {
@@ -34,6 +72,11 @@ impl App {
                 config.storage_dir.display()
             )
         })?;
+        match storage.remove_stale_temp_files(STALE_TEMP_FILE_AGE) {
+            Ok(0) => {}
+            Ok(files) => tracing::info!(files, "removed temporary files a crash left in storage"),
+            Err(error) => tracing::warn!(%error, "cannot clean temporary files from storage"),
+        }
         let http = reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
@@ -49,12 +92,17 @@ impl App {
                 gitlab_issuers: config.trustpub.gitlab_issuers.clone(),
             },
         );
+        let publish_slots = PublishSlots::new(
+            config.limits.max_concurrent_publishes,
+            config.limits.publish_queue_timeout,
+        );
         Ok(Self {
             config,
             db,
             storage: Arc::new(storage),
             http,
             verifier,
+            publish_slots,
         })
     }
 }

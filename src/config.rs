@@ -39,6 +39,8 @@ const KEYS: &[&str] = &[
     "trustpub_token_ttl",
     "max_crate_size",
     "max_unpacked_size",
+    "max_concurrent_publishes",
+    "publish_queue_timeout",
     "log",
     "log_format",
     "dev_mode",
@@ -97,6 +99,12 @@ pub struct TrustpubConfig {
 pub struct Limits {
     pub max_crate_size: u64,
     pub max_unpacked_size: u64,
+    /// Publishes that may read and verify a crate file at once (each holds up to
+    /// `max_crate_size` in memory and inflates up to `max_unpacked_size`).
+    pub max_concurrent_publishes: usize,
+    /// How long a publish waits for one of those slots before it is refused with 503, and how
+    /// long an upload may send nothing before it is cut off with 408.
+    pub publish_queue_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -352,6 +360,27 @@ impl Config {
                 "WHARF_MAX_UNPACKED_SIZE",
                 raw.get("max_unpacked_size").unwrap_or("512MiB"),
             )?,
+            max_concurrent_publishes: match raw.get("max_concurrent_publishes") {
+                Some(n) => n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .context("WHARF_MAX_CONCURRENT_PUBLISHES must be a number from 1 to 1024")?,
+                None => 4,
+            },
+            publish_queue_timeout: match raw.get("publish_queue_timeout") {
+                Some(wait) => humantime::parse_duration(wait)
+                    .ok()
+                    .filter(|wait| {
+                        (Duration::from_secs(1)..=Duration::from_secs(600)).contains(wait)
+                    })
+                    .with_context(|| {
+                        format!(
+                            "WHARF_PUBLISH_QUEUE_TIMEOUT: `{wait}` is not a duration from 1s to 10m, such as 30s"
+                        )
+                    })?,
+                None => Duration::from_secs(30),
+            },
         };
         if limits.max_crate_size == 0 || limits.max_crate_size > 1024 * 1024 * 1024 {
             bail!("WHARF_MAX_CRATE_SIZE must be between 1 byte and 1GiB");
@@ -516,6 +545,29 @@ mod tests {
         assert!(config(&[("session_ttl", "366d")]).is_err());
         assert!(config(&[("session_ttl", "0s")]).is_err());
         assert!(config(&[("session_ttl", "forever")]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn publish_concurrency_and_queue_timeout_have_bounded_defaults() -> anyhow::Result<()> {
+        let limits = config(&[])?.limits;
+        assert_eq!(limits.max_concurrent_publishes, 4);
+        assert_eq!(limits.publish_queue_timeout, Duration::from_secs(30));
+        let limits = config(&[
+            ("max_concurrent_publishes", "16"),
+            ("publish_queue_timeout", "2m"),
+        ])?
+        .limits;
+        assert_eq!(limits.max_concurrent_publishes, 16);
+        assert_eq!(limits.publish_queue_timeout, Duration::from_secs(120));
+        for (key, value) in [
+            ("max_concurrent_publishes", "0"),
+            ("max_concurrent_publishes", "many"),
+            ("publish_queue_timeout", "0s"),
+            ("publish_queue_timeout", "1h"),
+        ] {
+            assert!(config(&[(key, value)]).is_err(), "{key}={value}");
+        }
         Ok(())
     }
 

@@ -140,8 +140,22 @@ impl From<actix_web::error::BlockingError> for AppError {
     }
 }
 
+/// A full disk (or quota) is the operator's to fix, not a bug: the client is told plainly
+/// (507) and the cause is logged. Whatever the request had written rolls back with its
+/// transaction.
 impl From<std::io::Error> for AppError {
     fn from(error: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        if matches!(
+            error.kind(),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+        ) {
+            tracing::error!(error = %error, "the storage is full");
+            return client(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the registry's storage is full; try again later, and tell the registry's operator",
+            );
+        }
         AppError::Internal(error.into())
     }
 }
@@ -183,4 +197,26 @@ pub fn query_config_error(error: actix_web::error::QueryPayloadError) -> actix_w
 
 pub fn path_config_error(error: actix_web::error::PathError) -> actix_web::Error {
     bad_request(format!("invalid path: {error}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_or_quota_is_507_and_other_io_errors_are_500() {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        for errno in [ENOSPC, EDQUOT] {
+            let error = AppError::from(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE, "{errno}");
+            assert_eq!(
+                error.detail(),
+                "the registry's storage is full; try again later, and tell the registry's operator"
+            );
+        }
+        let error = AppError::from(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

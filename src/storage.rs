@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 pub trait Storage: Send + Sync {
     /// Stores `bytes` under `key`, atomically: a reader sees the old object or the new one,
@@ -27,11 +28,72 @@ pub struct FsStorage {
     root: PathBuf,
 }
 
+/// The prefix of the temporary files that [`FsStorage::put`] writes before renaming them.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// How old a temporary file must be before [`FsStorage::remove_stale_temp_files`] deletes it.
+/// At start this process writes nothing yet, but other instances sharing the storage folder
+/// may be writing right now, and a file they are writing is at most seconds old (each write
+/// touches it); one an hour old was left by a crash.
+pub const STALE_TEMP_FILE_AGE: Duration = Duration::from_secs(60 * 60);
+
 impl FsStorage {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
         Ok(Self { root })
+    }
+
+    /// Deletes the temporary files anywhere under the root that were last written more than
+    /// `min_age` ago (left by a crash between writing and renaming); returns how many. A file
+    /// that cannot be examined or deleted is logged and skipped.
+    pub fn remove_stale_temp_files(&self, min_age: Duration) -> io::Result<usize> {
+        let cutoff = SystemTime::now()
+            .checked_sub(min_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                // `file_type` does not follow symbolic links: links are neither walked nor removed.
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                    continue;
+                }
+                let is_temp = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+                if !kind.is_file() || !is_temp {
+                    continue;
+                }
+                let path = entry.path();
+                let stale = entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .map(|modified| modified < cutoff);
+                match stale.and_then(|stale| {
+                    if stale {
+                        fs::remove_file(&path).map(|()| true)
+                    } else {
+                        Ok(false)
+                    }
+                }) {
+                    Ok(true) => removed += 1,
+                    Ok(false) => {}
+                    // Another instance may have removed it first.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "cannot remove a stale temporary file"
+                    ),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
@@ -57,7 +119,9 @@ impl Storage for FsStorage {
             .parent()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid storage key"))?;
         fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)?;
         tmp.write_all(bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(&path).map_err(|e| e.error)?;
@@ -99,6 +163,48 @@ mod tests {
         storage.delete(&key)?;
         storage.delete(&key)?;
         assert_eq!(storage.get(&key)?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn only_stale_temporary_files_are_removed() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let storage = FsStorage::new(dir.path())?;
+        let nested = dir.path().join("crates/foo");
+        fs::create_dir_all(&nested)?;
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        for (path, modified) in [
+            (nested.join(".tmp-old"), old),
+            (dir.path().join(".tmp-old-at-root"), old),
+            (
+                nested.join(".tmp-new"),
+                SystemTime::now() - Duration::from_secs(60),
+            ),
+            (nested.join("foo-1.0.0.crate"), old),
+            (nested.join("x.tmp-old"), old),
+        ] {
+            fs::File::create(&path)?.set_modified(modified)?;
+        }
+        fs::create_dir(nested.join(".tmp-dir"))?;
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(nested.join("foo-1.0.0.crate"), nested.join(".tmp-link"))?;
+
+        assert_eq!(storage.remove_stale_temp_files(STALE_TEMP_FILE_AGE)?, 2);
+
+        let mut left: Vec<String> = fs::read_dir(&nested)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<_>>()?;
+        left.sort();
+        let mut expected = vec![".tmp-dir", ".tmp-new", "foo-1.0.0.crate", "x.tmp-old"];
+        #[cfg(unix)]
+        expected.insert(1, ".tmp-link");
+        assert_eq!(left, expected);
+        assert!(!dir.path().join(".tmp-old-at-root").exists());
+        assert_eq!(
+            storage.remove_stale_temp_files(Duration::ZERO)?,
+            1,
+            ".tmp-new"
+        );
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //!
 //! The body is: a little-endian `u32` length, that many bytes of JSON metadata (cargo's
 //! `NewCrate`), a little-endian `u32` length, that many bytes of `.crate` file. Nothing may
-//! follow.
+//! follow. The handler reads it from the request stream in that order, so that the caller is
+//! authorised for the crate the metadata names before the crate file is read; the functions
+//! here judge each part as it arrives.
 
 use std::collections::BTreeMap;
 
@@ -40,9 +42,9 @@ pub enum PublishError {
         available: u64,
     },
     #[error(
-        "the publish request has {extra} unexpected bytes after the crate file; the body must be exactly: metadata length, metadata, crate length, crate"
+        "the publish request has bytes after the crate file; the body must be exactly: metadata length, metadata, crate length, crate"
     )]
-    TrailingBytes { extra: usize },
+    TrailingBytes,
     #[error(
         "the publish metadata is {}, but at most {} is allowed",
         format_size(*size),
@@ -110,71 +112,29 @@ pub enum PublishError {
     InvalidRustVersion { value: String },
 }
 
-/// A parsed, not yet validated, publish request.
-#[derive(Debug)]
-pub struct PublishRequest {
-    pub metadata: PublishMetadata,
-    /// The `.crate` file (a gzipped tar), not yet checked: see
-    /// [`verify_tarball`](super::tarball::verify_tarball).
-    pub tarball: Vec<u8>,
+/// A length prefix of the body (little-endian `u32`). A metadata length over
+/// [`MAX_METADATA_SIZE`] is refused once more than that many bytes of it have arrived, so that
+/// a short body is reported as truncated rather than as a huge one.
+pub fn declared_length(prefix: [u8; 4]) -> u64 {
+    u64::from(u32::from_le_bytes(prefix))
 }
 
-impl PublishRequest {
-    /// Splits the body into metadata and crate file and parses the metadata JSON. Refuses
-    /// truncated bodies, trailing bytes, metadata over [`MAX_METADATA_SIZE`] and crate files
-    /// over `max_crate_size` bytes.
-    pub fn parse(body: &[u8], max_crate_size: u64) -> Result<Self, PublishError> {
-        let mut rest = body;
-        // A declared length is believed only once the bytes are there: a short body is
-        // reported as truncated, not as a huge one.
-        let json_len = read_length(&mut rest, "metadata length")?;
-        let json = read_bytes(&mut rest, json_len, "metadata")?;
-        if json_len > MAX_METADATA_SIZE {
-            return Err(PublishError::MetadataTooLarge { size: json_len });
-        }
-        let crate_len = read_length(&mut rest, "crate length")?;
-        let tarball = read_bytes(&mut rest, crate_len, "crate file")?;
-        if crate_len > max_crate_size {
-            return Err(PublishError::CrateTooLarge {
-                size: crate_len,
-                max: max_crate_size,
-            });
-        }
-        if !rest.is_empty() {
-            return Err(PublishError::TrailingBytes { extra: rest.len() });
-        }
-        let metadata = serde_json::from_slice(json).map_err(PublishError::InvalidJson)?;
-        Ok(Self {
-            metadata,
-            tarball: tarball.to_vec(),
-        })
+/// Parses the metadata JSON (not yet validated: see [`PublishMetadata::validate`]).
+pub fn parse_metadata(json: &[u8]) -> Result<PublishMetadata, PublishError> {
+    serde_json::from_slice(json).map_err(PublishError::InvalidJson)
+}
+
+/// The crate file's length from the four bytes after the metadata; refuses, before any of it
+/// is read, a crate file over `max_crate_size` bytes.
+pub fn crate_length(prefix: [u8; 4], max_crate_size: u64) -> Result<u64, PublishError> {
+    let size = declared_length(prefix);
+    if size > max_crate_size {
+        return Err(PublishError::CrateTooLarge {
+            size,
+            max: max_crate_size,
+        });
     }
-}
-
-fn read_length(rest: &mut &[u8], part: &'static str) -> Result<u64, PublishError> {
-    let bytes = read_bytes(rest, 4, part)?;
-    let mut array = [0u8; 4];
-    array.copy_from_slice(bytes);
-    Ok(u64::from(u32::from_le_bytes(array)))
-}
-
-fn read_bytes<'a>(
-    rest: &mut &'a [u8],
-    len: u64,
-    part: &'static str,
-) -> Result<&'a [u8], PublishError> {
-    let truncated = || PublishError::Truncated {
-        part,
-        expected: len,
-        available: rest.len() as u64,
-    };
-    let len = usize::try_from(len).map_err(|_| truncated())?;
-    if rest.len() < len {
-        return Err(truncated());
-    }
-    let (head, tail) = rest.split_at(len);
-    *rest = tail;
-    Ok(head)
+    Ok(size)
 }
 
 /// Cargo's `NewCrate`: the metadata JSON of a publish request, field for field. Unknown fields
@@ -432,7 +392,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::registry::test_support::{metadata_json, wire_body};
+    use crate::registry::test_support::metadata_json;
 
     const MAX: u64 = 10 * 1024 * 1024;
 
@@ -466,74 +426,19 @@ mod tests {
         })
     }
 
-    // --- wire format ---
+    // --- wire format (the stream reading itself is tested with the handler) ---
 
     #[test]
-    fn a_well_formed_body_is_split_into_metadata_and_crate() {
-        let json = serde_json::to_vec(&good()).unwrap();
-        let body = wire_body(&json, b"crate bytes");
-
-        let request = PublishRequest::parse(&body, MAX).unwrap();
-
-        assert_eq!(request.metadata.name, "Foo_bar");
-        assert_eq!(request.metadata.vers, "1.2.3");
-        assert_eq!(request.tarball, b"crate bytes");
+    fn lengths_are_little_endian() {
+        assert_eq!(declared_length([0x10, 0x02, 0, 0]), 0x210);
+        assert_eq!(declared_length([0xff; 4]), u64::from(u32::MAX));
     }
 
     #[test]
-    fn truncated_bodies_are_refused_at_every_point() {
-        let json = serde_json::to_vec(&good()).unwrap();
-        let body = wire_body(&json, b"crate bytes");
-
-        for cut in 0..body.len() {
-            let err = PublishRequest::parse(&body[..cut], MAX).unwrap_err();
-            assert!(
-                matches!(err, PublishError::Truncated { .. }),
-                "cut at {cut}: {err}"
-            );
-            assert!(err.to_string().contains("truncated"));
-        }
-    }
-
-    #[test]
-    fn a_truncated_crate_says_how_much_was_expected() {
-        let json = serde_json::to_vec(&good()).unwrap();
-        let mut body = wire_body(&json, b"0123456789");
-        body.truncate(body.len() - 4);
-
-        let err = PublishRequest::parse(&body, MAX).unwrap_err();
-
-        assert_eq!(
-            err.to_string(),
-            "the publish request is truncated: expected 10 bytes of crate file but only 6 remain; the upload may have been cut off, please retry"
-        );
-    }
-
-    #[test]
-    fn trailing_bytes_are_refused() {
-        let json = serde_json::to_vec(&good()).unwrap();
-        let mut body = wire_body(&json, b"crate");
-        body.extend_from_slice(b"xyz");
-
-        let err = PublishRequest::parse(&body, MAX).unwrap_err();
-
-        assert!(matches!(err, PublishError::TrailingBytes { extra: 3 }));
-    }
-
-    #[test]
-    fn metadata_over_one_mebibyte_is_refused() {
-        let mut body = (2 * 1024 * 1024u32).to_le_bytes().to_vec();
-        body.extend_from_slice(b"{}");
-        let err = PublishRequest::parse(&body, MAX).unwrap_err();
-        assert!(
-            matches!(err, PublishError::Truncated { .. }),
-            "a short body is truncated, whatever it declares"
-        );
-
-        body.resize(4 + 2 * 1024 * 1024, b' ');
-        let err = PublishRequest::parse(&body, MAX).unwrap_err();
-
-        assert!(matches!(err, PublishError::MetadataTooLarge { .. }));
+    fn metadata_over_one_mebibyte_is_named_with_the_limit() {
+        let err = PublishError::MetadataTooLarge {
+            size: 2 * 1024 * 1024,
+        };
         assert_eq!(
             err.to_string(),
             "the publish metadata is 2.0 MiB, but at most 1.0 MiB is allowed"
@@ -542,29 +447,20 @@ mod tests {
 
     #[test]
     fn a_crate_over_the_limit_is_refused_and_the_limit_named() {
-        let json = serde_json::to_vec(&good()).unwrap();
-        let body = wire_body(&json, &[0u8; 2048]);
-
-        let err = PublishRequest::parse(&body, 1024).unwrap_err();
+        let err = crate_length(2048u32.to_le_bytes(), 1024).unwrap_err();
         assert!(matches!(err, PublishError::CrateTooLarge { .. }));
         assert_eq!(
             err.to_string(),
             "the crate file is 2.0 KiB, but the max upload size is 1.0 KiB"
         );
-
-        let mut header = u32::try_from(json.len()).unwrap().to_le_bytes().to_vec();
-        header.extend_from_slice(&json);
-        header.extend_from_slice(&(11 * 1024 * 1024u32).to_le_bytes());
-        header.resize(header.len() + 11 * 1024 * 1024, 0);
-        let err = PublishRequest::parse(&header, MAX).unwrap_err();
+        let err = crate_length((11 * 1024 * 1024u32).to_le_bytes(), MAX).unwrap_err();
         assert!(err.to_string().contains("max upload size is 10.0 MiB"));
+        assert_eq!(crate_length(1024u32.to_le_bytes(), 1024).unwrap(), 1024);
     }
 
     #[test]
     fn invalid_json_is_refused_with_serdes_explanation() {
-        let body = wire_body(b"{not json", b"crate");
-
-        let err = PublishRequest::parse(&body, MAX).unwrap_err();
+        let err = parse_metadata(b"{not json").unwrap_err();
 
         assert!(matches!(err, PublishError::InvalidJson(_)));
         let msg = err.to_string();
@@ -576,20 +472,19 @@ mod tests {
 
     #[test]
     fn json_missing_required_keys_is_refused() {
-        let body = wire_body(br#"{"name":"foo"}"#, b"crate");
-        let err = PublishRequest::parse(&body, MAX).unwrap_err();
+        let err = parse_metadata(br#"{"name":"foo"}"#).unwrap_err();
         assert!(err.to_string().contains("missing field `vers`"), "{err}");
     }
 
     #[test]
-    fn garbage_bodies_are_refused_without_panicking() {
-        for body in [
+    fn garbage_metadata_is_refused_without_panicking() {
+        for json in [
             &b""[..],
             &b"\xff\xff\xff\xff"[..],
-            &b"\x00\x00\x00\x00\x00\x00\x00\x00"[..],
+            &[0u8; 8][..],
             &[0xffu8; 64][..],
         ] {
-            assert!(PublishRequest::parse(body, MAX).is_err());
+            assert!(parse_metadata(json).is_err());
         }
     }
 
@@ -863,7 +758,7 @@ mod tests {
         value["deps"][0]["kind"] = json!("weird");
         let json = serde_json::to_vec(&value).unwrap();
 
-        let err = PublishRequest::parse(&wire_body(&json, b""), MAX).unwrap_err();
+        let err = parse_metadata(&json).unwrap_err();
 
         let msg = err.to_string();
         assert!(

@@ -1,13 +1,22 @@
 //! The checks a `.crate` file must pass before it is stored.
 //!
-//! A `.crate` is a gzipped tar archive whose entries all lie under `{name}-{version}/`. The
-//! archive is read as a stream, with a hard bound on the bytes decompressed, so a gzip bomb
-//! costs at most `max_unpacked` bytes of work and nothing is written anywhere.
+//! A `.crate` is exactly one gzip member holding one tar archive whose entries all lie under
+//! `{name}-{version}/`, as `cargo package` writes it. The archive is read as a stream, with a
+//! hard bound on the bytes decompressed, so a gzip bomb costs at most `max_unpacked` bytes of
+//! work and nothing is written anywhere.
+//!
+//! The rules are strict on purpose: a file that different readers (cargo, GNU tar, mirrors,
+//! scanners) could list differently is refused, because what was checked must be what everyone
+//! sees. So: nothing after the gzip member (cargo reads only the first member, `tar` reads them
+//! all); the tar end-of-archive marker (two zero blocks) and nothing but zero padding after it;
+//! ustar or GNU headers only, with numeric fields that parse; regular files and empty
+//! directories only; GNU long names, but no PAX extended headers (a PAX `path` and a GNU long
+//! name can name one entry differently to different readers).
 
 use std::collections::HashSet;
 use std::io::{self, Read};
 
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use semver::Version;
 use serde::Deserialize;
 use tar::EntryType;
@@ -22,6 +31,10 @@ pub const MAX_ENTRIES: u64 = 100_000;
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 /// The largest README returned; a bigger one is ignored.
 pub const MAX_README_SIZE: u64 = 512 * 1024;
+/// The longest GNU long name read (far beyond any path a file system accepts).
+pub const MAX_LONG_NAME: u64 = 16 * 1024;
+/// The tar block size; the end-of-archive marker is two zero blocks.
+const BLOCK: u64 = 512;
 
 /// Why a `.crate` file was refused. `Display` is the message for cargo's user.
 #[derive(Debug, Error)]
@@ -36,12 +49,42 @@ pub enum TarballError {
         "the crate file is not a valid gzipped tar archive ({reason}); upload the `.crate` file that `cargo package` produces"
     )]
     Corrupt { reason: String },
+    #[error(
+        "the crate file has data after the end of its gzip stream (a second gzip member or trailing bytes); a `.crate` must be exactly one gzip member, as `cargo package` writes it"
+    )]
+    TrailingGzipData,
+    #[error(
+        "the crate file's tar archive does not end with an end-of-archive marker (two zero blocks); it may be truncated. Upload the `.crate` file that `cargo package` produces"
+    )]
+    MissingEndMarker,
+    #[error(
+        "the crate file has data after its tar archive's end-of-archive marker; only zero padding may follow it"
+    )]
+    DataAfterEndMarker,
+    #[error(
+        "the crate file's entry `{path}` has neither a ustar nor a GNU tar header; upload the `.crate` file that `cargo package` produces"
+    )]
+    UnknownHeaderFormat { path: String },
+    #[error("the crate file's entry `{path}` has an invalid header: {reason}")]
+    InvalidHeader { path: String, reason: String },
+    #[error(
+        "the crate file has a GNU long-name entry that is {problem}; upload the `.crate` file that `cargo package` produces"
+    )]
+    BadLongName { problem: &'static str },
     #[error("the crate file has more than {limit} entries")]
     TooManyEntries { limit: u64 },
     #[error(
         "the crate file contains `{path}`, which is a {kind}; only regular files and directories are allowed"
     )]
     UnsupportedEntry { path: String, kind: String },
+    #[error(
+        "the crate file contains the directory `{path}` with a size of {size} bytes; directories must be empty entries"
+    )]
+    DirectoryWithData { path: String, size: u64 },
+    #[error(
+        "the crate file contains the regular file `{path}`, whose name ends in `/` like a directory's"
+    )]
+    FileNamedLikeDirectory { path: String },
     #[error("the crate file contains the absolute path `{path}`; all paths must be relative")]
     AbsolutePath { path: String },
     #[error("the crate file contains the path `{path}`, which has a `..` component")]
@@ -87,6 +130,23 @@ pub struct TarballInfo {
     pub file_count: u64,
     /// Bytes of the decompressed tar stream.
     pub unpacked_size: u64,
+    /// Every entry that was checked, in archive order: exactly what any tar reader lists.
+    pub entries: Vec<TarEntry>,
+}
+
+/// One entry of an accepted archive, with its path as written (after a GNU long name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarEntry {
+    pub path: String,
+    pub kind: TarEntryKind,
+    /// Bytes of content (0 for directories).
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarEntryKind {
+    File,
+    Directory,
 }
 
 /// Checks a `.crate` file against the published `name` (exactly as published, e.g. `Foo_bar`)
@@ -122,29 +182,39 @@ fn verify_with_limits(
     }
     let prefix = format!("{name}-{version}");
     let readme = ReadmeTarget::new(readme_path);
+    // `bufread::GzDecoder` reads exactly one member and consumes no input beyond its trailer,
+    // so whatever is left of `tarball` afterwards is data after the member.
     let mut reader = LimitedReader {
         inner: GzDecoder::new(tarball),
         remaining: max_unpacked,
         read: 0,
         exceeded: false,
+        eof: false,
+    };
+    let too_large = || TarballError::TooLarge {
+        limit: max_unpacked,
     };
 
     let scanned = scan(&mut reader, &prefix, &readme, max_entries);
     if reader.exceeded {
-        return Err(TarballError::TooLarge {
-            limit: max_unpacked,
-        });
+        return Err(too_large());
     }
     let scanned = scanned?;
-    // Read to the end of the gzip stream, so its checksum is verified and the size bound covers
-    // everything, including padding after the tar's end marker.
-    if let Err(err) = io::copy(&mut reader, &mut io::sink()) {
-        if reader.exceeded {
-            return Err(TarballError::TooLarge {
-                limit: max_unpacked,
-            });
-        }
-        return Err(corrupt(&err));
+    // The tar reader stops at the first zero block, or at the end of the stream when there is
+    // none (a missing end marker). Read on to the end of the gzip member, so its checksum is
+    // verified and the size bound covers everything: after the first zero block only zeros may
+    // follow, at least one more block of them.
+    let zeros = if reader.eof {
+        0
+    } else {
+        read_zero_padding(&mut reader)
+            .map_err(|err| if reader.exceeded { too_large() } else { err })?
+    };
+    if !reader.inner.get_ref().is_empty() {
+        return Err(TarballError::TrailingGzipData);
+    }
+    if zeros < BLOCK {
+        return Err(TarballError::MissingEndMarker);
     }
 
     let manifest = scanned
@@ -159,16 +229,36 @@ fn verify_with_limits(
         readme: scanned.readme_primary.or(scanned.readme_fallback),
         file_count: scanned.file_count,
         unpacked_size: reader.read,
+        entries: scanned.entries,
     })
 }
 
+/// Reads the rest of the stream; every byte must be zero. Returns how many there were.
+fn read_zero_padding(reader: &mut impl Read) -> Result<u64, TarballError> {
+    let mut buf = [0u8; 8192];
+    let mut zeros = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(zeros),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(corrupt(&err)),
+        };
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(TarballError::DataAfterEndMarker);
+        }
+        zeros += n as u64;
+    }
+}
+
 /// A reader that returns an error, and remembers it, once more than `remaining` bytes are
-/// available.
+/// available; it also remembers reaching the end of the stream.
 struct LimitedReader<R> {
     inner: R,
     remaining: u64,
     read: u64,
     exceeded: bool,
+    eof: bool,
 }
 
 impl<R: Read> Read for LimitedReader<R> {
@@ -179,6 +269,7 @@ impl<R: Read> Read for LimitedReader<R> {
         if self.remaining == 0 {
             let mut probe = [0u8; 1];
             if self.inner.read(&mut probe)? == 0 {
+                self.eof = true;
                 return Ok(0);
             }
             self.exceeded = true;
@@ -186,6 +277,7 @@ impl<R: Read> Read for LimitedReader<R> {
         }
         let max = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
         let n = self.inner.read(&mut buf[..max])?;
+        self.eof |= n == 0;
         self.remaining -= n as u64;
         self.read += n as u64;
         Ok(n)
@@ -241,6 +333,7 @@ struct Scanned {
     readme_primary: Option<String>,
     readme_fallback: Option<String>,
     file_count: u64,
+    entries: Vec<TarEntry>,
 }
 
 fn corrupt(err: &io::Error) -> TarballError {
@@ -249,6 +342,8 @@ fn corrupt(err: &io::Error) -> TarballError {
     }
 }
 
+/// Walks the archive header by header (`raw`: the tar crate applies no extension headers of
+/// its own), so that every header is judged here, by the rules in the module doc.
 fn scan<R: Read>(
     reader: &mut R,
     prefix: &str,
@@ -259,31 +354,73 @@ fn scan<R: Read>(
     let mut scanned = Scanned::default();
     let mut seen_files = HashSet::new();
     let mut entry_count = 0u64;
+    let mut long_name: Option<Vec<u8>> = None;
 
-    for entry in archive.entries().map_err(|e| corrupt(&e))? {
+    for entry in archive.entries().map_err(|e| corrupt(&e))?.raw(true) {
         let mut entry = entry.map_err(|e| corrupt(&e))?;
         entry_count += 1;
         if entry_count > max_entries {
             return Err(TarballError::TooManyEntries { limit: max_entries });
         }
 
-        let raw_path = entry.path_bytes();
-        let Ok(path) = std::str::from_utf8(&raw_path) else {
-            return Err(TarballError::InvalidPath {
-                path: quote_input(&String::from_utf8_lossy(&raw_path)),
-            });
+        let header = entry.header();
+        let raw_path = match &long_name {
+            Some(name) => name.clone(),
+            None => header.path_bytes().into_owned(),
         };
-        let path = path.to_owned();
-        let kind = entry.header().entry_type();
-        if !matches!(kind, EntryType::Regular | EntryType::Directory) {
-            return Err(TarballError::UnsupportedEntry {
-                path: quote_input(&path),
-                kind: kind_name(kind),
-            });
+        let lossy = || quote_input(&String::from_utf8_lossy(&raw_path));
+        if header.as_gnu().is_none() && header.as_ustar().is_none() {
+            return Err(TarballError::UnknownHeaderFormat { path: lossy() });
         }
-        let relative = relative_path(&path, prefix)?;
-        if kind == EntryType::Directory {
+        let size = check_numeric_fields(header).map_err(|reason| TarballError::InvalidHeader {
+            path: lossy(),
+            reason,
+        })?;
+        let kind = header.entry_type();
+
+        if kind == EntryType::GNULongName {
+            if long_name.is_some() {
+                return Err(TarballError::BadLongName {
+                    problem: "followed by another long-name entry",
+                });
+            }
+            long_name = Some(read_long_name(&mut entry, size)?);
             continue;
+        }
+        long_name = None;
+
+        let Ok(path) = String::from_utf8(raw_path.clone()) else {
+            return Err(TarballError::InvalidPath { path: lossy() });
+        };
+        let entry_kind = match kind {
+            EntryType::Regular => TarEntryKind::File,
+            EntryType::Directory => TarEntryKind::Directory,
+            other => {
+                return Err(TarballError::UnsupportedEntry {
+                    path: quote_input(&path),
+                    kind: kind_name(other),
+                });
+            }
+        };
+        let relative = relative_path(&path, prefix)?;
+        if entry_kind == TarEntryKind::Directory {
+            if size != 0 {
+                return Err(TarballError::DirectoryWithData {
+                    path: quote_input(&path),
+                    size,
+                });
+            }
+            scanned.entries.push(TarEntry {
+                path,
+                kind: entry_kind,
+                size,
+            });
+            continue;
+        }
+        if path.ends_with('/') {
+            return Err(TarballError::FileNamedLikeDirectory {
+                path: quote_input(&path),
+            });
         }
 
         scanned.file_count += 1;
@@ -294,7 +431,7 @@ fn scan<R: Read>(
         }
 
         if relative == "Cargo.toml" {
-            if entry.size() > MAX_MANIFEST_SIZE {
+            if size > MAX_MANIFEST_SIZE {
                 return Err(TarballError::ManifestTooLarge {
                     prefix: quote_input(prefix),
                 });
@@ -315,7 +452,7 @@ fn scan<R: Read>(
         let is_primary = readme.primary.as_deref() == Some(relative.as_str());
         let is_fallback = readme.fallback.as_deref() == Some(relative.as_str());
         if is_primary || is_fallback {
-            let text = if entry.size() > MAX_README_SIZE {
+            let text = if size > MAX_README_SIZE {
                 None
             } else {
                 read_bounded(&mut entry, MAX_README_SIZE)?
@@ -327,8 +464,71 @@ fn scan<R: Read>(
                 scanned.readme_fallback = text;
             }
         }
+        scanned.entries.push(TarEntry {
+            path,
+            kind: entry_kind,
+            size,
+        });
+    }
+    if long_name.is_some() {
+        return Err(TarballError::BadLongName {
+            problem: "not followed by the entry it names",
+        });
     }
     Ok(scanned)
+}
+
+/// The numeric fields every reader parses when it lists an entry must parse here too, as
+/// octal (the base-256 form is for values no crate needs, and readers range-check it
+/// differently); returns the size, which is required. A mode, owner or time left blank (spaces
+/// and NULs, as some writers leave them) reads as 0, as GNU tar reads it.
+fn check_numeric_fields(header: &tar::Header) -> Result<u64, String> {
+    let field = |name: &str, err: io::Error| format!("its {name} field is not a number ({err})");
+    let fields = header.as_old();
+    for (name, raw) in [
+        ("mode", &fields.mode[..]),
+        ("uid", &fields.uid[..]),
+        ("gid", &fields.gid[..]),
+        ("size", &fields.size[..]),
+        ("mtime", &fields.mtime[..]),
+    ] {
+        if raw[0] & 0x80 != 0 {
+            return Err(format!("its {name} field is not an octal number"));
+        }
+    }
+    let blank = |raw: &[u8]| raw.iter().all(|b| *b == 0 || *b == b' ');
+    if !blank(&fields.mode) {
+        header.mode().map_err(|e| field("mode", e))?;
+    }
+    if !blank(&fields.uid) {
+        header.uid().map_err(|e| field("uid", e))?;
+    }
+    if !blank(&fields.gid) {
+        header.gid().map_err(|e| field("gid", e))?;
+    }
+    if !blank(&fields.mtime) {
+        header.mtime().map_err(|e| field("mtime", e))?;
+    }
+    header.entry_size().map_err(|e| field("size", e))
+}
+
+/// The path a GNU long-name entry gives the next entry: its content, which must end with one
+/// NUL (readers disagree on where a name without one ends).
+fn read_long_name(entry: &mut impl Read, size: u64) -> Result<Vec<u8>, TarballError> {
+    if size > MAX_LONG_NAME {
+        return Err(TarballError::BadLongName {
+            problem: "longer than 16 KiB",
+        });
+    }
+    let mut name = read_bounded(entry, MAX_LONG_NAME)?.ok_or(TarballError::BadLongName {
+        problem: "longer than 16 KiB",
+    })?;
+    if name.pop() != Some(0) {
+        return Err(TarballError::BadLongName {
+            problem: "not terminated by a NUL byte",
+        });
+    }
+    Ok(name)
 }
 
 /// Reads at most `limit` bytes; `None` if there is more.
@@ -382,6 +582,8 @@ fn kind_name(kind: EntryType) -> String {
         EntryType::Continuous => "contiguous file".to_owned(),
         EntryType::GNUSparse => "sparse file".to_owned(),
         EntryType::XGlobalHeader => "global PAX header".to_owned(),
+        EntryType::XHeader => "PAX extended header".to_owned(),
+        EntryType::GNULongLink => "GNU long link name".to_owned(),
         other => format!(
             "entry of unsupported type {:?}",
             char::from(other.as_byte())
@@ -451,7 +653,8 @@ fn check_manifest(
 mod tests {
     use super::*;
     use crate::registry::test_support::{
-        TestEntry, good_crate, good_entries, gzip, manifest, tar_bytes, tar_gz,
+        TestEntry, edit_header, good_crate, good_entries, gzip, manifest, tar_bytes, tar_gz,
+        without_end_marker,
     };
 
     const LIMIT: u64 = 10 * 1024 * 1024;
@@ -483,6 +686,27 @@ mod tests {
         assert_eq!(info.readme.as_deref(), Some("# Hello\n"));
         assert_eq!(info.file_count, 4);
         assert!(info.unpacked_size > 0);
+        let listed: Vec<(&str, TarEntryKind, u64)> = info
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind, e.size))
+            .collect();
+        let manifest_len = manifest("Foo_bar", "1.2.3").len() as u64;
+        assert_eq!(
+            listed,
+            [
+                ("Foo_bar-1.2.3/", TarEntryKind::Directory, 0),
+                ("Foo_bar-1.2.3/Cargo.toml", TarEntryKind::File, manifest_len),
+                (
+                    "Foo_bar-1.2.3/Cargo.toml.orig",
+                    TarEntryKind::File,
+                    manifest_len
+                ),
+                ("Foo_bar-1.2.3/README.md", TarEntryKind::File, 8),
+                ("Foo_bar-1.2.3/src/", TarEntryKind::Directory, 0),
+                ("Foo_bar-1.2.3/src/lib.rs", TarEntryKind::File, 14),
+            ]
+        );
     }
 
     #[test]
@@ -499,8 +723,14 @@ mod tests {
     #[test]
     fn long_paths_written_with_gnu_long_name_headers_are_fine() {
         let long = format!("Foo_bar-1.2.3/src/{}/mod.rs", "deep".repeat(40));
-        let info = verify(&with_extra(TestEntry::file(long, "// deep\n"))).unwrap();
+        let info = verify(&with_extra(TestEntry::file(long.clone(), "// deep\n"))).unwrap();
         assert_eq!(info.file_count, 5);
+        assert_eq!(
+            info.entries.len(),
+            7,
+            "the long-name entry is not an entry of its own"
+        );
+        assert_eq!(info.entries[6].path, long);
     }
 
     #[test]
@@ -747,8 +977,10 @@ mod tests {
 
     #[test]
     fn an_empty_archive_is_refused_for_lack_of_a_manifest() {
-        let err = verify(&gzip(&[])).unwrap_err();
+        let err = verify(&gzip(&[0u8; 1024])).unwrap_err();
         assert!(matches!(err, TarballError::MissingManifest { .. }), "{err}");
+        let err = verify(&gzip(&[])).unwrap_err();
+        assert!(matches!(err, TarballError::MissingEndMarker), "{err}");
     }
 
     #[test]
@@ -870,6 +1102,201 @@ mod tests {
         let binary = with_extra(TestEntry::file("Foo_bar-1.2.3/BIN.md", b"\xff\xfe\x00"));
         let info = verify_tarball(&binary, &name(), &version(), Some("BIN.md"), LIMIT).unwrap();
         assert_eq!(info.readme, None);
+    }
+
+    #[test]
+    fn a_second_gzip_member_smuggling_a_symlink_and_a_second_lib_rs_is_refused() {
+        // cargo reads only the first member; `tar`, mirrors and scanners read both.
+        let first = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        let second = tar_bytes(&[
+            TestEntry::Symlink("Foo_bar-1.2.3/evil".into(), "/etc/passwd".into()),
+            TestEntry::file("Foo_bar-1.2.3/src/lib.rs", "pub fn evil() {}\n"),
+        ]);
+        for first in [without_end_marker(first.clone()), first] {
+            let mut smuggled = gzip(&first);
+            smuggled.extend(gzip(&second));
+
+            let err = verify(&smuggled).unwrap_err();
+
+            assert_eq!(
+                err.to_string(),
+                "the crate file has data after the end of its gzip stream (a second gzip member or trailing bytes); a `.crate` must be exactly one gzip member, as `cargo package` writes it"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_gzip_stream_are_refused() {
+        for trailer in [&b"trailing"[..], &[0u8; 16][..], &[0u8; 1][..]] {
+            let mut tarball = good_crate("Foo_bar", "1.2.3");
+            tarball.extend_from_slice(trailer);
+            let err = verify(&tarball).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("data after the end of its gzip stream"),
+                "{trailer:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_archive_without_its_end_of_archive_marker_is_refused() {
+        let tar = without_end_marker(tar_bytes(&good_entries("Foo_bar", "1.2.3")));
+        let mut one_zero_block = tar.clone();
+        one_zero_block.extend([0u8; 512]);
+        for tar in [tar, one_zero_block] {
+            let err = verify(&gzip(&tar)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "the crate file's tar archive does not end with an end-of-archive marker (two zero blocks); it may be truncated. Upload the `.crate` file that `cargo package` produces"
+            );
+        }
+    }
+
+    #[test]
+    fn data_after_the_end_of_archive_marker_is_refused() {
+        // `tar --ignore-zeros` and some scanners read on past the marker.
+        let mut hidden = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        hidden.extend(tar_bytes(&[TestEntry::file(
+            "Foo_bar-1.2.3/src/lib.rs",
+            "pub fn evil() {}\n",
+        )]));
+        let mut stray_byte = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        stray_byte.extend([0u8; 4096]);
+        stray_byte.push(1);
+        for tar in [hidden, stray_byte] {
+            let err = verify(&gzip(&tar)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "the crate file has data after its tar archive's end-of-archive marker; only zero padding may follow it"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_padding_after_the_end_of_archive_marker_is_accepted() {
+        // GNU tar pads archives to records of 10 KiB.
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        tar.resize(10240, 0);
+        let info = verify(&gzip(&tar)).unwrap();
+        assert_eq!(info.unpacked_size, 10240);
+    }
+
+    #[test]
+    fn pax_extended_headers_are_refused() {
+        // A PAX `path` and a GNU long name can name one entry differently to different readers.
+        let mut entries = good_entries("Foo_bar", "1.2.3");
+        entries.push(TestEntry::Other(
+            "Foo_bar-1.2.3/PaxHeaders/x".into(),
+            EntryType::XHeader,
+            b"34 path=Foo_bar-1.2.3/src/other.rs\n".to_vec(),
+        ));
+        entries.push(TestEntry::file("Foo_bar-1.2.3/src/shown.rs", "x"));
+        let err = verify(&tar_gz(&entries)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file contains `Foo_bar-1.2.3/PaxHeaders/x`, which is a PAX extended header; only regular files and directories are allowed"
+        );
+    }
+
+    #[test]
+    fn headers_without_ustar_or_gnu_magic_are_refused() {
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        // The third entry (Cargo.toml.orig) becomes an old V7 header.
+        let offset = 512 + 512 + manifest("Foo_bar", "1.2.3").len().div_ceil(512) * 512;
+        edit_header(&mut tar, offset, |block| block[257..265].fill(0));
+        let err = verify(&gzip(&tar)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file's entry `Foo_bar-1.2.3/Cargo.toml.orig` has neither a ustar nor a GNU tar header; upload the `.crate` file that `cargo package` produces"
+        );
+    }
+
+    #[test]
+    fn header_fields_that_are_not_numbers_are_refused() {
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        // The mode of the root directory entry.
+        edit_header(&mut tar, 0, |block| {
+            block[100..108].copy_from_slice(b"zzzzzzz\0")
+        });
+        let err = verify(&gzip(&tar)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the crate file's entry `Foo_bar-1.2.3/` has an invalid header"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn base_256_numeric_fields_are_refused() {
+        // Found by the differential property test: the `tar` crate read a negative base-256
+        // uid that GNU tar refuses.
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        edit_header(&mut tar, 0, |block| block[108] = 0xff);
+        let err = verify(&gzip(&tar)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file's entry `Foo_bar-1.2.3/` has an invalid header: its uid field is not an octal number"
+        );
+    }
+
+    #[test]
+    fn blank_mode_owner_and_time_fields_read_as_zero() {
+        let mut tar = tar_bytes(&good_entries("Foo_bar", "1.2.3"));
+        edit_header(&mut tar, 0, |block| {
+            block[100..108].fill(0);
+            block[108..116].fill(0);
+            block[116..124].fill(b' ');
+            block[136..148].fill(0);
+        });
+        assert!(verify(&gzip(&tar)).is_ok());
+    }
+
+    #[test]
+    fn directories_with_contents_are_refused() {
+        // Readers disagree on whether a directory's size is skipped or read as the next header.
+        let err = verify(&with_extra(TestEntry::Other(
+            "Foo_bar-1.2.3/dir/".into(),
+            EntryType::Directory,
+            vec![0u8; 600],
+        )))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file contains the directory `Foo_bar-1.2.3/dir/` with a size of 600 bytes; directories must be empty entries"
+        );
+    }
+
+    #[test]
+    fn a_regular_file_named_like_a_directory_is_refused() {
+        // GNU tar reads such an entry as a directory.
+        let err = verify(&with_extra(TestEntry::file("Foo_bar-1.2.3/lib/", "x"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the crate file contains the regular file `Foo_bar-1.2.3/lib/`, whose name ends in `/` like a directory's"
+        );
+    }
+
+    #[test]
+    fn a_long_name_must_be_followed_by_the_entry_it_names() {
+        let long = |name: &str| {
+            TestEntry::Other(
+                "././@LongLink".into(),
+                EntryType::GNULongName,
+                format!("{name}\0").into_bytes(),
+            )
+        };
+        let dangling = verify(&with_extra(long("Foo_bar-1.2.3/src/x.rs"))).unwrap_err();
+        let twice = {
+            let mut entries = good_entries("Foo_bar", "1.2.3");
+            entries.push(long("Foo_bar-1.2.3/src/a.rs"));
+            entries.push(long("Foo_bar-1.2.3/src/b.rs"));
+            entries.push(TestEntry::file("Foo_bar-1.2.3/short", "x"));
+            verify(&tar_gz(&entries)).unwrap_err()
+        };
+        for err in [dangling, twice] {
+            assert!(err.to_string().contains("GNU long-name entry"), "{err}");
+        }
     }
 
     #[test]

@@ -130,3 +130,21 @@ pub(crate) fn tar_bytes(entries: &[TestEntry]) -> Vec<u8> {
     }
     builder.into_inner().unwrap()
 }
+
+/// Rewrites the header block at `offset` of an uncompressed tar with `edit`, then fixes its
+/// checksum, so the edited header is well-formed apart from what `edit` did.
+pub(crate) fn edit_header(tar: &mut [u8], offset: usize, edit: impl FnOnce(&mut [u8])) {
+    let block = &mut tar[offset..offset + 512];
+    edit(block);
+    block[148..156].fill(b' ');
+    let sum: u32 = block.iter().map(|b| u32::from(*b)).sum();
+    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+/// The tar without its end-of-archive marker (every trailing zero block removed).
+pub(crate) fn without_end_marker(mut tar: Vec<u8>) -> Vec<u8> {
+    while tar.len() >= 512 && tar[tar.len() - 512..].iter().all(|b| *b == 0) {
+        tar.truncate(tar.len() - 512);
+    }
+    tar
+}

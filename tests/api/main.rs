@@ -13,5 +13,6 @@ mod health;
 mod http;
 mod index;
 mod pages;
+mod startup;
 mod support;
 mod trustpub;

@@ -1,5 +1,12 @@
 //! `PUT /api/v1/crates/new`: cargo's publish.
 //!
+//! Nothing expensive happens for a caller who may not publish: the metadata (at most 1 MiB)
+//! is read from the request stream first, and one short database call resolves the token and
+//! checks it against the crate the metadata names. Only then, holding one of the App's publish
+//! slots (so a burst of uploads costs bounded memory and CPU), is the crate file read and
+//! verified. The write transaction checks the caller's rights again at commit, as ownership may
+//! have changed meanwhile.
+//!
 //! The order makes a crash at any point harmless: everything about the upload is checked in
 //! memory first; then one write transaction inserts the version (the unique index makes a
 //! concurrent publish of the same version wait, then fail), stores the `.crate` file, renders
@@ -7,89 +14,79 @@
 //! which the next publish of that version overwrites; no version exists without its file, and
 //! no index line without its version.
 
+use std::fmt;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::{Authenticated, RawToken};
+use crate::auth::{Authenticated, RawToken, UserAuth};
 use crate::db::{DbConn, is_unique_violation};
-use crate::errors::{AppError, AppResult, bad_request, conflict, forbidden, payload_too_large};
+use crate::errors::{
+    AppError, AppResult, bad_request, client, conflict, forbidden, payload_too_large,
+};
 use crate::models::crate_owner::NewCrateOwner;
 use crate::models::krate::NewCrate;
 use crate::models::version::{NewVersion, pick_max_version};
 use crate::models::{Crate, Version, audit, index_file, now};
 use crate::registry::crate_name::CrateName;
 use crate::registry::index::{self, IndexDependency};
-use crate::registry::publish::{PublishError, PublishRequest};
+use crate::registry::publish::{
+    MAX_METADATA_SIZE, PublishError, PublishMetadata, ValidatedPublish, crate_length,
+    declared_length, parse_metadata,
+};
 use crate::registry::tarball::verify_tarball;
 use crate::schema::crates;
 use crate::storage::crate_key;
 use crate::tokens::EndpointScope;
 
-/// Room for the JSON metadata and the two length prefixes on top of the crate itself.
-const METADATA_ALLOWANCE: u64 = 1024 * 1024 + 8;
-
 pub async fn publish(
     app: web::Data<App>,
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> AppResult<HttpResponse> {
     let raw = RawToken::from_request(&req)?;
     let limits = app.config.limits.clone();
+    let mut body = Body::new(payload, limits.publish_queue_timeout);
 
-    // Read the body, refusing it as soon as it is larger than any acceptable upload.
-    let max_body = limits.max_crate_size + METADATA_ALLOWANCE;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| bad_request(format!("cannot read the upload: {e}")))?;
-        if (body.len() + chunk.len()) as u64 > max_body {
-            return Err(payload_too_large(format!(
-                "the upload is larger than this registry's limit of {} for a .crate file",
-                bytesize::ByteSize::b(limits.max_crate_size)
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-
-    // Check everything about the upload before touching the database or storage.
-    let checked = web::block(move || -> AppResult<Checked> {
-        let request = PublishRequest::parse(&body, limits.max_crate_size).map_err(|e| match e {
-            PublishError::CrateTooLarge { .. } => payload_too_large(e),
-            other => bad_request(other),
-        })?;
-        let metadata = request.metadata.validate().map_err(bad_request)?;
-        let readme_path = request.metadata.readme_file.clone();
-        let tarball = request.tarball;
-        let info = verify_tarball(
-            &tarball,
-            &metadata.name,
-            &metadata.version,
-            readme_path.as_deref(),
-            limits.max_unpacked_size,
-        )
-        .map_err(bad_request)?;
-        let deps = index::index_deps(&request.metadata.deps);
-        let (features, features2) = index::split_features(request.metadata.features.clone());
-        Ok(Checked {
-            cksum: index::cksum(&tarball),
-            name: metadata.name,
-            version: metadata.version,
-            description: request.metadata.description.clone(),
-            homepage: request.metadata.homepage.clone(),
-            documentation: request.metadata.documentation.clone(),
-            repository: request.metadata.repository.clone(),
-            keywords: serde_json::to_string(&request.metadata.keywords)?,
-            categories: serde_json::to_string(&request.metadata.categories)?,
-            license: request.metadata.license.clone(),
-            rust_version: request.metadata.rust_version.clone(),
-            links: request.metadata.links.clone(),
-            features: serde_json::to_string(&features)?,
-            features2: serde_json::to_string(&features2)?,
-            deps,
-            readme: info.readme,
-            tarball,
+    // The metadata names the crate, so the caller can be authorised before anything else.
+    // The token is resolved whatever the metadata holds, so that a caller without a valid token
+    // learns nothing about the body but its 403.
+    let metadata = read_metadata(&mut body).await.and_then(|json| {
+        let metadata = parse_metadata(&json).map_err(bad_request)?;
+        let validated = metadata.validate().map_err(bad_request)?;
+        Ok((metadata, validated))
+    });
+    let name = metadata.as_ref().ok().map(|(_, v)| v.name.clone());
+    let raw = app
+        .db
+        .run(move |conn| {
+            let auth = Authenticated::resolve(conn, &raw, now())?;
+            if let Some(name) = name {
+                authorize_publish(conn, &auth, &name)?;
+            }
+            Ok(raw)
         })
+        .await?;
+    let (metadata, validated) = metadata?;
+
+    // The crate file: its size is known before any of it is read; buffering and verifying it
+    // holds a publish slot.
+    let crate_len = crate_length(
+        body.read_prefix("crate length").await?,
+        limits.max_crate_size,
+    )
+    .map_err(payload_too_large)?;
+    let _slot = app.publish_slots.acquire().await?;
+    let tarball = body.read_exact(crate_len, "crate file").await?;
+    body.expect_end().await?;
+
+    let checked = web::block(move || -> AppResult<Checked> {
+        check_upload(metadata, validated, tarball, limits.max_unpacked_size)
     })
     .await??;
 
@@ -113,6 +110,181 @@ pub async fn publish(
     })))
 }
 
+/// The metadata JSON: its length, then at most [`MAX_METADATA_SIZE`] bytes of it. A body that
+/// ends before the declared length is truncated, whatever it declared; one that goes on past
+/// the limit is too large.
+async fn read_metadata<S, E>(body: &mut Body<S>) -> AppResult<Bytes>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: fmt::Display,
+{
+    let declared = declared_length(body.read_prefix("metadata length").await?);
+    if declared > MAX_METADATA_SIZE {
+        body.read_exact(MAX_METADATA_SIZE + 1, "metadata")
+            .await
+            .map_err(|err| match err {
+                BodyError::Truncated { available, .. } => BodyError::Truncated {
+                    part: "metadata",
+                    expected: declared,
+                    available,
+                },
+                other => other,
+            })?;
+        return Err(bad_request(PublishError::MetadataTooLarge {
+            size: declared,
+        }));
+    }
+    Ok(body.read_exact(declared, "metadata").await?)
+}
+
+/// Verifies the crate file against the metadata; everything that needs no database.
+fn check_upload(
+    metadata: PublishMetadata,
+    validated: ValidatedPublish,
+    tarball: Bytes,
+    max_unpacked_size: u64,
+) -> AppResult<Checked> {
+    let info = verify_tarball(
+        &tarball,
+        &validated.name,
+        &validated.version,
+        metadata.readme_file.as_deref(),
+        max_unpacked_size,
+    )
+    .map_err(bad_request)?;
+    let deps = index::index_deps(&metadata.deps);
+    let (features, features2) = index::split_features(metadata.features);
+    Ok(Checked {
+        cksum: index::cksum(&tarball),
+        name: validated.name,
+        version: validated.version,
+        description: metadata.description,
+        homepage: metadata.homepage,
+        documentation: metadata.documentation,
+        repository: metadata.repository,
+        keywords: serde_json::to_string(&metadata.keywords)?,
+        categories: serde_json::to_string(&metadata.categories)?,
+        license: metadata.license,
+        rust_version: metadata.rust_version,
+        links: metadata.links,
+        features: serde_json::to_string(&features)?,
+        features2: serde_json::to_string(&features2)?,
+        deps,
+        readme: info.readme,
+        tarball,
+    })
+}
+
+/// The request body, read part by part as the wire format asks for it. An upload that sends
+/// nothing for `stall` is cut off, so a slow client cannot hold a publish slot for long.
+struct Body<S> {
+    stream: S,
+    buffer: BytesMut,
+    stall: Duration,
+}
+
+#[derive(Debug)]
+enum BodyError {
+    Truncated {
+        part: &'static str,
+        expected: u64,
+        available: u64,
+    },
+    Trailing,
+    Stalled(Duration),
+    Read(String),
+}
+
+impl From<BodyError> for AppError {
+    fn from(error: BodyError) -> Self {
+        match error {
+            BodyError::Truncated {
+                part,
+                expected,
+                available,
+            } => bad_request(PublishError::Truncated {
+                part,
+                expected,
+                available,
+            }),
+            BodyError::Trailing => bad_request(PublishError::TrailingBytes),
+            BodyError::Stalled(stall) => client(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the upload stalled: no data arrived for {}; retry the publish",
+                    humantime::format_duration(stall)
+                ),
+            ),
+            BodyError::Read(reason) => bad_request(format!("cannot read the upload: {reason}")),
+        }
+    }
+}
+
+impl<S, E> Body<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: fmt::Display,
+{
+    fn new(stream: S, stall: Duration) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+            stall,
+        }
+    }
+
+    /// Appends the next chunk to the buffer; false at the end of the body.
+    async fn fill(&mut self) -> Result<bool, BodyError> {
+        match tokio::time::timeout(self.stall, self.stream.next()).await {
+            Err(_) => Err(BodyError::Stalled(self.stall)),
+            Ok(None) => Ok(false),
+            Ok(Some(Err(error))) => Err(BodyError::Read(error.to_string())),
+            Ok(Some(Ok(chunk))) => {
+                self.buffer.extend_from_slice(&chunk);
+                Ok(true)
+            }
+        }
+    }
+
+    /// The next `len` bytes; `len` has been checked against a limit by the caller.
+    async fn read_exact(&mut self, len: u64, part: &'static str) -> Result<Bytes, BodyError> {
+        let want = usize::try_from(len).map_err(|_| BodyError::Truncated {
+            part,
+            expected: len,
+            available: 0,
+        })?;
+        self.buffer.reserve(want.saturating_sub(self.buffer.len()));
+        while self.buffer.len() < want {
+            if !self.fill().await? {
+                return Err(BodyError::Truncated {
+                    part,
+                    expected: len,
+                    available: self.buffer.len() as u64,
+                });
+            }
+        }
+        Ok(self.buffer.split_to(want).freeze())
+    }
+
+    /// A length prefix (four bytes).
+    async fn read_prefix(&mut self, part: &'static str) -> Result<[u8; 4], BodyError> {
+        let bytes = self.read_exact(4, part).await?;
+        let mut prefix = [0u8; 4];
+        prefix.copy_from_slice(&bytes);
+        Ok(prefix)
+    }
+
+    /// Nothing may follow the crate file; refused at the first extra byte, without reading on.
+    async fn expect_end(&mut self) -> Result<(), BodyError> {
+        while self.buffer.is_empty() {
+            if !self.fill().await? {
+                return Ok(());
+            }
+        }
+        Err(BodyError::Trailing)
+    }
+}
+
 /// An upload that passed every check that needs no database.
 struct Checked {
     name: CrateName,
@@ -131,22 +303,30 @@ struct Checked {
     features2: String,
     deps: Vec<IndexDependency>,
     readme: Option<String>,
-    tarball: Vec<u8>,
+    /// The crate file as received (not copied).
+    tarball: Bytes,
 }
 
-fn record_publish(
-    conn: &mut DbConn,
-    auth: &Authenticated,
-    c: &Checked,
-    storage: &dyn crate::storage::Storage,
-    now: chrono::NaiveDateTime,
-) -> AppResult<()> {
-    let name = c.name.as_str();
-    let existing = Crate::by_canonical(conn, c.name.canonical().as_ref())?;
+/// What a caller may publish under a name.
+enum Publishable<'a> {
+    /// A new version of this crate.
+    Existing(Box<Crate>),
+    /// The first version of a new crate, which this user will own.
+    New(&'a UserAuth),
+}
 
-    // Who may publish: owners with a `publish-update` token, Trusted Publishing tokens for
-    // the crates they were minted for, and anyone with a `publish-new` token for a new crate.
-    let krate = match existing {
+/// Whether `auth` may publish a version of `name` now: owners with a `publish-update` token
+/// (unless the crate requires Trusted Publishing), Trusted Publishing tokens for the crates
+/// they were minted for, and anyone with a `publish-new` token for a new crate. Checked before
+/// the crate file is read, and again in the transaction that records the version.
+fn authorize_publish<'a>(
+    conn: &mut DbConn,
+    auth: &'a Authenticated,
+    name: &CrateName,
+) -> AppResult<Publishable<'a>> {
+    let existing = Crate::by_canonical(conn, name.canonical().as_ref())?;
+    let name = name.as_str();
+    match existing {
         Some(krate) => {
             if krate.name != name {
                 return Err(bad_request(format!(
@@ -166,8 +346,7 @@ fn record_publish(
                 }
                 Authenticated::Trustpub(tp) => tp.check_crate(krate.id, name)?,
             }
-            update_crate_metadata(conn, &krate, c, now)?;
-            krate
+            Ok(Publishable::Existing(Box::new(krate)))
         }
         None => {
             let user = match auth {
@@ -179,6 +358,25 @@ fn record_publish(
                 }
             };
             user.check_scope(EndpointScope::PublishNew, Some(name))?;
+            Ok(Publishable::New(user))
+        }
+    }
+}
+
+fn record_publish(
+    conn: &mut DbConn,
+    auth: &Authenticated,
+    c: &Checked,
+    storage: &dyn crate::storage::Storage,
+    now: chrono::NaiveDateTime,
+) -> AppResult<()> {
+    let name = c.name.as_str();
+    let krate = match authorize_publish(conn, auth, &c.name)? {
+        Publishable::Existing(krate) => {
+            update_crate_metadata(conn, &krate, c, now)?;
+            *krate
+        }
+        Publishable::New(user) => {
             let krate = NewCrate {
                 name,
                 canonical_name: c.name.canonical().as_ref(),
@@ -325,4 +523,126 @@ fn update_crate_metadata(
         Crate::touch(conn, krate.id, now)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures_util::stream;
+
+    use super::*;
+    use crate::registry::test_support::wire_body;
+
+    const STALL: Duration = Duration::from_secs(5);
+
+    fn chunked(body: &[u8], size: usize) -> Body<impl Stream<Item = Result<Bytes, Infallible>>> {
+        let chunks: Vec<Result<Bytes, Infallible>> = body
+            .chunks(size.max(1))
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        Body::new(stream::iter(chunks), STALL)
+    }
+
+    /// The handler's reading sequence, without the authorisation in between.
+    async fn read_all<S, E>(body: &mut Body<S>) -> AppResult<(Bytes, Bytes)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        let json = read_metadata(body).await?;
+        let len = crate_length(body.read_prefix("crate length").await?, 1024 * 1024)
+            .map_err(payload_too_large)?;
+        let tarball = body.read_exact(len, "crate file").await?;
+        body.expect_end().await?;
+        Ok((json, tarball))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_split_into_metadata_and_crate_however_it_is_chunked() {
+        let body = wire_body(br#"{"name":"x"}"#, b"crate bytes");
+        for size in [1, 3, 7, body.len()] {
+            let (json, tarball) = read_all(&mut chunked(&body, size)).await.unwrap();
+            assert_eq!(&json[..], br#"{"name":"x"}"#);
+            assert_eq!(&tarball[..], b"crate bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn truncated_bodies_are_refused_at_every_point() {
+        let body = wire_body(br#"{"name":"x"}"#, b"crate bytes");
+        for cut in 0..body.len() {
+            let err = read_all(&mut chunked(&body[..cut], 5)).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+            assert!(err.detail().contains("truncated"), "cut at {cut}: {err}");
+        }
+        let mut cut = body.clone();
+        cut.truncate(cut.len() - 4);
+        let err = read_all(&mut chunked(&cut, 4)).await.unwrap_err();
+        assert_eq!(
+            err.detail(),
+            "the publish request is truncated: expected 11 bytes of crate file but only 7 remain; the upload may have been cut off, please retry"
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_after_the_crate_file_are_refused() {
+        let mut body = wire_body(b"{}", b"crate");
+        body.push(0);
+        let err = read_all(&mut chunked(&body, 3)).await.unwrap_err();
+        assert_eq!(
+            err.detail(),
+            "the publish request has bytes after the crate file; the body must be exactly: metadata length, metadata, crate length, crate"
+        );
+    }
+
+    #[tokio::test]
+    async fn metadata_over_one_mebibyte_is_refused_and_a_short_body_is_truncated() {
+        let mut body = (2 * 1024 * 1024u32).to_le_bytes().to_vec();
+        body.extend_from_slice(b"{}");
+        let err = read_all(&mut chunked(&body, 4096)).await.unwrap_err();
+        assert_eq!(
+            err.detail(),
+            "the publish request is truncated: expected 2097152 bytes of metadata but only 2 remain; the upload may have been cut off, please retry"
+        );
+
+        body.resize(4 + 2 * 1024 * 1024, b' ');
+        let err = read_all(&mut chunked(&body, 64 * 1024)).await.unwrap_err();
+        assert_eq!(
+            err.detail(),
+            "the publish metadata is 2.0 MiB, but at most 1.0 MiB is allowed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crate_file_over_the_limit_is_refused_before_it_is_read() {
+        let mut body = wire_body(b"{}", b"");
+        body.truncate(body.len() - 4);
+        body.extend_from_slice(&(2 * 1024 * 1024u32).to_le_bytes());
+        let err = read_all(&mut chunked(&body, 64)).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_sends_nothing_is_cut_off() {
+        let mut body = Body::new(
+            stream::pending::<Result<Bytes, Infallible>>(),
+            Duration::from_millis(50),
+        );
+        let err = AppError::from(body.read_exact(4, "metadata length").await.unwrap_err());
+        assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            err.detail(),
+            "the upload stalled: no data arrived for 50ms; retry the publish"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_errors_are_reported() {
+        let chunks = vec![Ok(Bytes::from_static(b"\x02\0")), Err("connection reset")];
+        let mut body = Body::new(stream::iter(chunks), STALL);
+        let err = AppError::from(body.read_prefix("metadata length").await.unwrap_err());
+        assert_eq!(err.detail(), "cannot read the upload: connection reset");
+    }
 }

@@ -3,4 +3,5 @@ mod info;
 mod owners;
 mod publish;
 mod search;
+mod tarball;
 mod yank;

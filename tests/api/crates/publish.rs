@@ -1,6 +1,11 @@
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::crates::{dep_json, publish_body};
+use crate::support::fake_idp::{FakeIdp, Provider};
+use crate::support::raw_http::answer_to_partial_put;
+use crate::support::tmpfs::SmallTmpfs;
 use crate::support::{CrateBuilder, TestApp, detail};
 
 const CRATES_IO: &str = "https://github.com/rust-lang/crates.io-index";
@@ -356,5 +361,272 @@ async fn every_version_records_who_published_it() -> anyhow::Result<()> {
     let (_, body) = app.get_json("/api/v1/crates/recorded").await;
     assert_eq!(body["versions"][0]["published_by"]["login"], "alice");
     assert_eq!(body["versions"][0]["published_by"]["kind"], "user");
+    Ok(())
+}
+
+/// The head of a publish body: the metadata and the declared crate length, but no crate.
+fn body_head(krate: &CrateBuilder, crate_len: u32) -> Vec<u8> {
+    let mut head = publish_body(&krate.metadata(), b"");
+    head.truncate(head.len() - 4);
+    head.extend_from_slice(&crate_len.to_le_bytes());
+    head
+}
+
+/// A publish of `krate` that declares an 11 MiB crate file (a gzip bomb, say) but sends
+/// only the metadata: the answer must come before the crate file is sent.
+async fn partial_publish(
+    app: &TestApp,
+    token: Option<&str>,
+    krate: &CrateBuilder,
+) -> anyhow::Result<(u16, String)> {
+    let crate_len = 11 * 1024 * 1024;
+    let head = body_head(krate, crate_len);
+    let headers: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
+    let (status, body) = answer_to_partial_put(
+        app.port,
+        "/api/v1/crates/new",
+        &headers,
+        head.len() + crate_len as usize,
+        &head,
+        Duration::from_secs(5),
+    )
+    .await?;
+    Ok((status, detail(&body).to_owned()))
+}
+
+#[tokio::test]
+async fn a_bogus_token_is_refused_before_the_crate_file_is_sent() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+
+    let (status, detail) = partial_publish(
+        &app,
+        Some("wharf_bogus"),
+        &CrateBuilder::new("bomb", "1.0.0"),
+    )
+    .await?;
+
+    assert_eq!(status, 403);
+    assert_eq!(
+        detail,
+        "the API token is invalid, revoked or expired; create a new one"
+    );
+    // Whatever the body holds, a caller without a valid token learns nothing but its 403.
+    for body in [
+        b"garbage".to_vec(),
+        publish_body(&json!({ "name": "x" }), b""),
+    ] {
+        let response = app.publish_body("wharf_bogus", body).await;
+        assert_eq!(response.status(), 403);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_anonymous_publish_is_refused_in_the_error_shape_before_the_crate_file_is_sent()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+
+    let (status, detail) = partial_publish(&app, None, &CrateBuilder::new("anon", "1.0.0")).await?;
+
+    assert_eq!(status, 403);
+    assert_eq!(
+        detail,
+        "this action requires authentication: send an API token in the Authorization header"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_without_the_right_to_publish_the_name_is_refused_before_the_crate_file_is_sent()
+-> anyhow::Result<()> {
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder().github_idp(&idp).spawn().await;
+    let alice = app.token("alice");
+    app.publish_ok(&alice, &CrateBuilder::new("owned", "1.0.0"))
+        .await;
+    app.publish_ok(&alice, &CrateBuilder::new("trusted", "1.0.0"))
+        .await;
+    app.add_github_config(&alice, "trusted", None).await;
+    let patch = app
+        .client
+        .patch(app.url("/api/v1/crates/trusted"))
+        .header("Authorization", &alice)
+        .json(&json!({ "crate": { "trustpub_only": true } }))
+        .send()
+        .await?;
+    assert_eq!(patch.status(), 200);
+    let (status, body) = app
+        .exchange(&idp.sign(&idp.github_claims(&app.audience(), json!({}))))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let exchanged = body["token"].as_str().unwrap().to_owned();
+    let update_only = app.token_with("alice", &["publish-update"], &[]);
+    let other_crates = app.token_with("alice", &[], &["other-*"]);
+    let bob = app.token("bob");
+
+    for (token, krate, expected) in [
+        (
+            &update_only,
+            "brand-new",
+            "this token does not have the `publish-new` scope needed for this action; create a token that has it",
+        ),
+        (
+            &other_crates,
+            "owned",
+            "this token's crate scopes do not include `owned`; create a token whose crate scopes match it",
+        ),
+        (&bob, "owned", "you are not an owner of crate `owned`"),
+        (
+            &alice,
+            "trusted",
+            "crate `trusted` requires Trusted Publishing: publish it from a CI workflow configured as a trusted publisher, or ask an owner to turn off \"require Trusted Publishing\"",
+        ),
+        (
+            &exchanged,
+            "owned",
+            "this Trusted Publishing token is not valid for crate `owned`: no trusted publisher config of `owned` matched the workflow that requested it",
+        ),
+    ] {
+        let (status, detail) =
+            partial_publish(&app, Some(token), &CrateBuilder::new(krate, "2.0.0")).await?;
+        assert_eq!((status, detail.as_str()), (403, expected), "{krate}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn publishes_wait_for_a_free_slot_and_get_503_when_none_frees_in_time() -> anyhow::Result<()>
+{
+    let app = TestApp::builder()
+        .set("max_concurrent_publishes", "1")
+        .set("publish_queue_timeout", "1s")
+        .spawn()
+        .await;
+    let token = app.token("alice");
+    let held = app.app.publish_slots.acquire().await.expect("a free slot");
+
+    // Refusals that need no slot do not wait for one.
+    let started = std::time::Instant::now();
+    let response = app
+        .publish("wharf_bogus", &CrateBuilder::new("queued", "1.0.0"))
+        .await;
+    assert_eq!(response.status(), 403);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let started = std::time::Instant::now();
+    let response = app
+        .publish(&token, &CrateBuilder::new("queued", "1.0.0"))
+        .await;
+    assert_eq!(response.status(), 503);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(
+        detail(&response.json().await?),
+        "the registry is busy with other publishes (at most 1 at once) and none finished within 1s; try again in a minute"
+    );
+
+    let client = app.client.clone();
+    let url = app.url("/api/v1/crates/new");
+    let body = CrateBuilder::new("queued", "1.0.0").publish_body();
+    let waiting = tokio::spawn(async move {
+        client
+            .put(url)
+            .header("Authorization", token)
+            .body(body)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(held);
+    assert_eq!(waiting.await??.status(), 200, "it got the freed slot");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upload_that_stalls_is_cut_off_and_frees_its_slot() -> anyhow::Result<()> {
+    let app = TestApp::builder()
+        .set("max_concurrent_publishes", "1")
+        .set("publish_queue_timeout", "1s")
+        .spawn()
+        .await;
+    let token = app.token("alice");
+    let krate = CrateBuilder::new("slow", "1.0.0");
+    let tarball = krate.tarball();
+    let mut sent = body_head(&krate, tarball.len() as u32);
+    let declared = sent.len() + tarball.len();
+    sent.extend_from_slice(&tarball[..tarball.len() / 2]);
+
+    let (status, body) = answer_to_partial_put(
+        app.port,
+        "/api/v1/crates/new",
+        &[("Authorization", &token)],
+        declared,
+        &sent,
+        Duration::from_secs(5),
+    )
+    .await?;
+
+    assert_eq!(status, 408);
+    assert_eq!(
+        detail(&body),
+        "the upload stalled: no data arrived for 1s; retry the publish"
+    );
+    app.publish_ok(&token, &krate).await;
+    Ok(())
+}
+
+/// Bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_507_that_leaves_nothing_behind() -> anyhow::Result<()> {
+    let disk = SmallTmpfs::mount("128k")?;
+    let app = TestApp::builder()
+        .set("storage_dir", disk.path().to_string_lossy())
+        .spawn()
+        .await;
+    let token = app.token("alice");
+    app.publish_ok(&token, &CrateBuilder::new("small", "1.0.0"))
+        .await;
+
+    let big = CrateBuilder::new("big", "1.0.0").file("noise.bin", &noise(256 * 1024, 7));
+    let response = app.publish(&token, &big).await;
+
+    assert_eq!(response.status(), 507);
+    assert_eq!(
+        detail(&response.json().await?),
+        "the registry's storage is full; try again later, and tell the registry's operator"
+    );
+    let (status, _) = app.get_json("/api/v1/crates/big").await;
+    assert_eq!(status, 404, "the transaction rolled back");
+    let (status, _) = app.get_json("/index/3/b/big").await;
+    assert_eq!(status, 404, "no index file");
+    let mut leftovers = Vec::new();
+    let mut dirs = vec![disk.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            } else if !entry.path().ends_with("crates/small/small-1.0.0.crate") {
+                leftovers.push(entry.path());
+            }
+        }
+    }
+    assert!(
+        leftovers.is_empty(),
+        "nothing partial is left: {leftovers:?}"
+    );
+    app.publish_ok(&token, &CrateBuilder::new("small", "1.1.0"))
+        .await;
     Ok(())
 }

@@ -9,6 +9,9 @@
 
 pub mod crates;
 pub mod fake_idp;
+pub mod gnu_tar;
+pub mod raw_http;
+pub mod tmpfs;
 pub mod web_client;
 
 use std::sync::atomic::{AtomicU64, Ordering};
