@@ -423,3 +423,203 @@ async fn build_page(path: web::Path<(String, String, String)>) -> HttpResponse {
         number,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::super::testing::verify;
+    use super::super::{FakeIdp, Provider};
+    use super::*;
+
+    /// `POST {endpoint}/jobs/{job}/oidc/tokens` as the agent sends it.
+    async fn request(
+        idp: &FakeIdp,
+        job: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = reqwest::Client::new()
+            .post(format!(
+                "{}/jobs/{job}/oidc/tokens",
+                idp.buildkite_agent_endpoint()
+            ))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned());
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await?;
+        Ok((response.status(), response.json().await?))
+    }
+
+    #[tokio::test]
+    async fn the_agent_api_mints_a_token_for_the_agents_job() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::Buildkite);
+        let token = format!("Token {}", idp.buildkite_agent_access_token());
+        assert!(idp.buildkite_agent_endpoint().ends_with("/buildkite/v3"));
+
+        let (status, body) = request(
+            &idp,
+            idp.buildkite_job_id(),
+            Some(&token),
+            r#"{"audience":"wharf.test"}"#,
+        )
+        .await?;
+
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let claims = verify(idp.issuer(), body["token"].as_str().unwrap_or_default()).await?;
+        assert_eq!(claims["iss"], idp.issuer_of(Provider::Buildkite).url());
+        assert_eq!(claims["aud"], "wharf.test");
+        assert_eq!(
+            claims["sub"],
+            format!(
+                "organization:acme:pipeline:widget:ref:refs/heads/main:commit:{SHA}:step:publish"
+            )
+        );
+        assert_eq!(claims["build_number"], json!(BUILDKITE_BUILD_NUMBER));
+        assert_eq!(claims["build_tag"], Value::Null);
+        assert_eq!(claims["step_key"], BUILDKITE_STEP_KEY);
+        assert_eq!(claims["job_id"], BUILDKITE_JOB_ID);
+        assert_eq!(claims["agent_id"], BUILDKITE_AGENT_ID);
+        assert_eq!(claims["runner_environment"], "buildkite-hosted");
+        assert!(claims.get("organization_id").is_none());
+        assert!(claims.get("pipeline_id").is_none());
+        assert_eq!(
+            claims["exp"].as_i64().unwrap_or_default() - claims["iat"].as_i64().unwrap_or_default(),
+            LIFETIME_SECONDS
+        );
+        assert_eq!(idp.id_token_requests().len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn requested_claims_lifetime_and_the_default_audience_are_honoured() -> anyhow::Result<()>
+    {
+        let idp = FakeIdp::start(Provider::Buildkite);
+        let token = format!("Token {}", idp.buildkite_agent_access_token());
+        idp.set_id_token_overrides(json!({ "build_tag": "v1.0.0" }));
+
+        let (status, body) = request(
+            &idp,
+            idp.buildkite_job_id(),
+            Some(&token),
+            r#"{"lifetime":600,"claims":["organization_id","pipeline_id"]}"#,
+        )
+        .await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let claims = verify(idp.issuer(), body["token"].as_str().unwrap_or_default()).await?;
+        assert_eq!(claims["organization_id"], BUILDKITE_ORGANIZATION_ID);
+        assert_eq!(claims["pipeline_id"], BUILDKITE_PIPELINE_ID);
+        assert_eq!(claims["build_tag"], "v1.0.0");
+        assert_eq!(
+            claims["exp"].as_i64().unwrap_or_default() - claims["iat"].as_i64().unwrap_or_default(),
+            600
+        );
+        assert_eq!(claims["aud"], format!("{}/acme", idp.issuer()));
+
+        let (status, body) = request(&idp, idp.buildkite_job_id(), Some(&token), "").await?;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "an empty body asks for the defaults: {body}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_agent_api_refuses_other_tokens_other_jobs_and_bad_requests() -> anyhow::Result<()>
+    {
+        let idp = FakeIdp::start(Provider::Buildkite);
+        let job = idp.buildkite_job_id().to_owned();
+        let token = format!("Token {}", idp.buildkite_agent_access_token());
+        let bearer = format!("Bearer {}", idp.buildkite_agent_access_token());
+        let cases: [(&str, Option<&str>, &str, StatusCode); 9] = [
+            (&job, None, "{}", StatusCode::UNAUTHORIZED),
+            (&job, Some("Token guess"), "{}", StatusCode::UNAUTHORIZED),
+            (&job, Some(&bearer), "{}", StatusCode::UNAUTHORIZED),
+            (
+                "a078e2d2-86e9-4c12-bf3b-612a8058d0a4",
+                Some(&token),
+                "{}",
+                StatusCode::FORBIDDEN,
+            ),
+            ("2", Some(&token), "{}", StatusCode::NOT_FOUND),
+            (&job, Some(&token), "{not json", StatusCode::BAD_REQUEST),
+            (
+                &job,
+                Some(&token),
+                r#"{"claims":["agent_secret"]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                &job,
+                Some(&token),
+                r#"{"lifetime":-1}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                &job,
+                Some(&token),
+                r#"{"aws_session_tags":["organization_id"]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (job, authorization, body, expected) in cases {
+            let (status, answer) = request(&idp, job, authorization, body).await?;
+            assert_eq!(status, expected, "{job} {authorization:?} {body}: {answer}");
+            assert!(answer["message"].is_string(), "{answer}");
+            assert!(answer.get("token").is_none());
+        }
+        assert!(idp.id_token_requests().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_tagged_build_without_a_step_key_has_a_tag_ref_and_null_claims() {
+        let job = Job {
+            build_tag: Some("v2.0.0".to_owned()),
+            step_key: None,
+            ..Job::default()
+        };
+        assert_eq!(job.git_ref(), "refs/tags/v2.0.0");
+        let resolved = BuildkiteJob {
+            pipeline_slug: Some("gadget".to_owned()),
+            with_ids: Some("on".to_owned()),
+            ..BuildkiteJob::default()
+        }
+        .resolve();
+        assert!(
+            resolved
+                .as_ref()
+                .is_ok_and(|job| job.optional_claims.len() == 2
+                    && job.pipeline_id != BUILDKITE_PIPELINE_ID
+                    && job.organization_id == BUILDKITE_ORGANIZATION_ID)
+        );
+        let unknown = BuildkiteJob {
+            claims: vec!["secret".to_owned()],
+            ..BuildkiteJob::default()
+        };
+        assert!(unknown.resolve().is_err_and(|e| e.contains("`secret`")));
+    }
+
+    #[tokio::test]
+    async fn null_step_key_and_build_tag_stay_in_the_claims() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::Buildkite);
+        let claims = idp.buildkite_job_claims(
+            "wharf.test",
+            &Job {
+                step_key: None,
+                ..Job::default()
+            },
+        );
+        assert_eq!(claims["step_key"], Value::Null);
+        assert_eq!(claims["build_tag"], Value::Null);
+        assert!(
+            claims["sub"]
+                .as_str()
+                .is_some_and(|sub| sub.ends_with(":step:"))
+        );
+        Ok(())
+    }
+}

@@ -562,3 +562,298 @@ async fn run_page(path: web::Path<(String, String, String, String)>) -> HttpResp
         attempt,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+    use reqwest::redirect::Policy;
+
+    use super::super::testing::verify;
+    use super::super::{FakeIdp, FakeIdpOptions, Provider};
+    use super::*;
+
+    const REDIRECT: &str = "http://127.0.0.1:9/login/github/callback";
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// Signs `login` in through the authorize form with `challenge`; answers the code.
+    async fn authorize(idp: &FakeIdp, login: &str, challenge: &str) -> anyhow::Result<String> {
+        let answer = client()
+            .post(format!("{}/login/oauth/authorize", idp.base_url()))
+            .form(&[
+                ("client_id", idp.client_id()),
+                ("redirect_uri", REDIRECT),
+                ("state", "xyz"),
+                ("code_challenge", challenge),
+                ("login", login),
+            ])
+            .send()
+            .await?;
+        anyhow::ensure!(answer.status() == StatusCode::FOUND, "{}", answer.status());
+        let location = answer
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let location = url::Url::parse(location)?;
+        assert!(location.as_str().starts_with(REDIRECT));
+        let pairs: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        assert_eq!(pairs.get("state").map(String::as_str), Some("xyz"));
+        pairs
+            .get("code")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no code"))
+    }
+
+    async fn exchange(
+        idp: &FakeIdp,
+        code: &str,
+        secret: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let response = client()
+            .post(format!("{}/login/oauth/access_token", idp.base_url()))
+            .basic_auth(idp.client_id(), Some(secret))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await?;
+        Ok((response.status(), response.json().await?))
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_checks_client_code_redirect_uri_and_pkce_verifier()
+    -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let verifier = "a-verifier-of-enough-length-for-pkce-0123456789";
+        let challenge = pkce_challenge(verifier);
+        let secret = idp.client_secret().to_owned();
+
+        let code = authorize(&idp, "alice", &challenge).await?;
+        let (status, body) = exchange(&idp, &code, &secret, REDIRECT, "another-verifier").await?;
+        assert_eq!(
+            (status, &body["error"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid_grant"))
+        );
+        let (status, body) = exchange(&idp, &code, &secret, REDIRECT, verifier).await?;
+        assert_eq!(
+            (status, &body["error"]),
+            (StatusCode::BAD_REQUEST, &json!("bad_verification_code")),
+            "a code is used once, even by a failed attempt"
+        );
+
+        let code = authorize(&idp, "alice", &challenge).await?;
+        let (status, body) = exchange(
+            &idp,
+            &code,
+            &secret,
+            "http://127.0.0.1:9/elsewhere",
+            verifier,
+        )
+        .await?;
+        assert_eq!(
+            (status, &body["error"]),
+            (StatusCode::BAD_REQUEST, &json!("redirect_uri_mismatch"))
+        );
+
+        let code = authorize(&idp, "alice", &challenge).await?;
+        let (status, body) = exchange(&idp, &code, "not-the-secret", REDIRECT, verifier).await?;
+        assert_eq!(
+            (status, &body["error"]),
+            (StatusCode::UNAUTHORIZED, &json!("invalid_client"))
+        );
+
+        let code = authorize(&idp, "Alice", &challenge).await?;
+        let (status, body) = exchange(&idp, &code, &secret, REDIRECT, verifier).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["access_token"].as_str().unwrap_or_default();
+        let user: Value = client()
+            .get(format!("{}/user", idp.api_url()))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(
+            user["login"], "alice",
+            "logins ignore case; the account keeps its spelling"
+        );
+        assert_eq!(user["id"], json!(idp.account_id("alice")));
+        let emails: Value = client()
+            .get(format!("{}/user/emails", idp.api_url()))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(emails[0]["email"], "alice@users.noreply.example");
+        let anonymous = client()
+            .get(format!("{}/user", idp.api_url()))
+            .send()
+            .await?;
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_authorize_page_wants_pkce_s256_and_a_loopback_redirect() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let page = |query: Vec<(&'static str, String)>| {
+            let request = client()
+                .get(format!("{}/login/oauth/authorize", idp.base_url()))
+                .query(&query);
+            async move { anyhow::Ok(request.send().await?.status()) }
+        };
+        let good = vec![
+            ("client_id", idp.client_id().to_owned()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code_challenge", pkce_challenge("v")),
+            ("code_challenge_method", "S256".to_owned()),
+        ];
+        assert_eq!(page(good.clone()).await?, StatusCode::OK);
+        let mut plain = good.clone();
+        plain[3].1 = "plain".to_owned();
+        assert_eq!(page(plain).await?, StatusCode::BAD_REQUEST);
+        let mut remote = good.clone();
+        remote[1].1 = "https://example.com/callback".to_owned();
+        assert_eq!(page(remote).await?, StatusCode::BAD_REQUEST);
+        let mut stranger = good;
+        stranger[0].1 = "someone-else".to_owned();
+        assert_eq!(page(stranger).await?, StatusCode::BAD_REQUEST);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_are_404_unless_accounts_are_made_on_demand() -> anyhow::Result<()> {
+        let listed = FakeIdp::start(Provider::GitHub);
+        let on_demand = FakeIdp::start_with(FakeIdpOptions::for_dev(0))?;
+        let lookup = |idp: &FakeIdp, login: &str| {
+            let request = client().get(format!("{}/users/{login}", idp.api_url()));
+            async move {
+                let response = request.send().await?;
+                anyhow::Ok((response.status(), response.json::<Value>().await?))
+            }
+        };
+
+        let (status, body) = lookup(&listed, "octo-org").await?;
+        assert_eq!(
+            (status, &body["id"]),
+            (StatusCode::OK, &json!(GITHUB_OWNER_ID))
+        );
+        let (status, body) = lookup(&listed, "ghost-owner").await?;
+        assert_eq!(
+            (status, &body["message"]),
+            (StatusCode::NOT_FOUND, &json!("Not Found"))
+        );
+        listed.set_account("ghost-owner", 777);
+        assert_eq!(lookup(&listed, "Ghost-Owner").await?.1["id"], 777);
+        listed.remove_account("ghost-owner");
+        assert_eq!(
+            lookup(&listed, "ghost-owner").await?.0,
+            StatusCode::NOT_FOUND
+        );
+
+        let (status, body) = lookup(&on_demand, "ghost-owner").await?;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["id"], json!(on_demand.account_id("ghost-owner")));
+        assert_eq!(
+            lookup(&on_demand, "not--valid").await?.0,
+            StatusCode::NOT_FOUND
+        );
+
+        listed.set_down(true);
+        assert_eq!(
+            lookup(&listed, "octo-org").await?.0,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GitHub down takes its REST API down too"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_id_token_request_endpoint_wants_the_request_token_and_mints_for_the_audience()
+    -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let url = format!("{}&audience=wharf.test", idp.id_token_request_url());
+        assert!(url.contains("?api-version=2.0&audience="));
+
+        let anonymous = client().get(&url).send().await?;
+        let wrong = client().get(&url).bearer_auth("guess").send().await?;
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert!(idp.id_token_requests().is_empty());
+
+        idp.set_id_token_overrides(json!({ "environment": "release", "head_ref": null }));
+        let answer: Value = client()
+            .get(&url)
+            .bearer_auth(idp.id_token_request_token())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let claims = verify(idp.issuer(), answer["value"].as_str().unwrap_or_default()).await?;
+        assert_eq!(claims["aud"], "wharf.test");
+        assert_eq!(claims["repository"], "octo-org/widget");
+        assert_eq!(claims["repository_owner_id"], GITHUB_OWNER_ID.to_string());
+        assert_eq!(claims["environment"], "release");
+        assert!(claims.get("head_ref").is_none());
+        assert_eq!(idp.id_token_requests().len(), 1);
+
+        let without_audience: Value = client()
+            .get(idp.id_token_request_url())
+            .bearer_auth(idp.id_token_request_token())
+            .send()
+            .await?
+            .json()
+            .await?;
+        let claims = verify(
+            idp.issuer(),
+            without_audience["value"].as_str().unwrap_or_default(),
+        )
+        .await?;
+        assert_eq!(claims["aud"], format!("{}/octo-org", idp.base_url()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_is_resolved_with_defaults_and_bad_fields_are_named() {
+        let run = GitHubRun {
+            repository: Some(" someone/thing ".to_owned()),
+            run_id: Some(String::new()),
+            ..GitHubRun::default()
+        }
+        .resolve();
+        assert_eq!(
+            run.as_ref().map(|r| (r.repository.as_str(), r.run_id)),
+            Ok(("someone/thing", GITHUB_RUN_ID))
+        );
+        let bad_repository = GitHubRun {
+            repository: Some("no-slash".to_owned()),
+            ..GitHubRun::default()
+        };
+        assert!(
+            bad_repository
+                .resolve()
+                .is_err_and(|e| e.contains("`repository`"))
+        );
+        let bad_run = GitHubRun {
+            run_id: Some("12x".to_owned()),
+            ..GitHubRun::default()
+        };
+        assert!(bad_run.resolve().is_err_and(|e| e.contains("`run_id`")));
+        assert_eq!(display_name("release.yml"), "Release");
+        assert_eq!(display_name("ci/publish.yaml"), "Ci/publish");
+    }
+}

@@ -238,3 +238,67 @@ async fn job_page(path: web::Path<(String, String)>) -> HttpResponse {
     let (project, job) = path.into_inner();
     html_page(&JobPage { project, job })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::verify;
+    use super::super::{FakeIdp, Provider};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_token_names_its_own_ci_config_on_the_issuers_server_and_its_job_page_exists()
+    -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitLab);
+        let job = GitLabJob {
+            project_path: Some("acme/tools/widget".to_owned()),
+            ci_config_path: Some("ci/release.yml".to_owned()),
+            git_ref: Some("main".to_owned()),
+            ref_type: Some("branch".to_owned()),
+            ..GitLabJob::default()
+        }
+        .resolve()
+        .map_err(anyhow::Error::msg)?;
+
+        let claims = verify(
+            idp.issuer(),
+            &idp.sign(&idp.gitlab_job_claims("wharf.test", &job)),
+        )
+        .await?;
+
+        let server = idp.issuer().trim_start_matches("http://").to_owned();
+        assert!(server.ends_with("/gitlab"));
+        assert_eq!(
+            claims["ci_config_ref_uri"],
+            format!("{server}/acme/tools/widget//ci/release.yml@refs/heads/main")
+        );
+        assert_eq!(claims["namespace_path"], "acme/tools");
+        assert_eq!(claims["ref_path"], "refs/heads/main");
+        assert_eq!(
+            claims["sub"],
+            "project_path:acme/tools/widget:ref_type:branch:ref:main"
+        );
+        let page = reqwest::get(format!("{}/acme/tools/widget/-/jobs/302", idp.issuer())).await?;
+        assert_eq!(page.status(), reqwest::StatusCode::OK);
+        assert!(page.text().await?.contains("acme/tools/widget"));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_job_fields_are_named() {
+        let bad_path = GitLabJob {
+            project_path: Some("widget".to_owned()),
+            ..GitLabJob::default()
+        };
+        assert!(
+            bad_path
+                .resolve()
+                .is_err_and(|e| e.contains("`project_path`"))
+        );
+        let bad_type = GitLabJob {
+            ref_type: Some("commit".to_owned()),
+            ..GitLabJob::default()
+        };
+        assert!(bad_type.resolve().is_err_and(|e| e.contains("`ref_type`")));
+        assert_eq!(Job::default().ref_path(), "refs/tags/v1.0.0");
+    }
+}

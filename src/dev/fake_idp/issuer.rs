@@ -213,3 +213,125 @@ async fn jwks(state: web::Data<State>, provider: Provider) -> HttpResponse {
     }
     HttpResponse::Ok().json(issuer.jwks())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::testing::verify;
+    use super::super::{FakeIdp, Provider};
+
+    async fn get(url: &str) -> anyhow::Result<(u16, String)> {
+        let response = reqwest::get(url).await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    #[tokio::test]
+    async fn each_issuer_serves_discovery_and_its_keys_at_the_platforms_paths() -> anyhow::Result<()>
+    {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let base = idp.base_url().to_owned();
+        let expected = [
+            (Provider::GitHub, "/_services/token", "/.well-known/jwks"),
+            (Provider::GitLab, "/gitlab", "/oauth/discovery/keys"),
+            (Provider::Buildkite, "/buildkite", "/.well-known/jwks"),
+        ];
+        let mut moduli = Vec::new();
+        for (provider, path, jwks_path) in expected {
+            let issuer = idp.issuer_of(provider);
+            assert_eq!(issuer.url(), format!("{base}{path}"));
+            let (status, body) = get(&format!(
+                "{}/.well-known/openid-configuration",
+                issuer.url()
+            ))
+            .await?;
+            assert_eq!(status, 200);
+            let discovery: serde_json::Value = serde_json::from_str(&body)?;
+            assert_eq!(discovery["issuer"], issuer.url());
+            assert_eq!(
+                discovery["jwks_uri"],
+                format!("{}{jwks_path}", issuer.url())
+            );
+            let (status, body) = get(&format!("{}{jwks_path}", issuer.url())).await?;
+            assert_eq!(status, 200);
+            let jwks: serde_json::Value = serde_json::from_str(&body)?;
+            assert_eq!(jwks["keys"][0]["kid"], issuer.current_kid());
+            assert!(
+                issuer
+                    .current_kid()
+                    .starts_with(&format!("fake-{}-", provider.slug())),
+                "{}",
+                issuer.current_kid()
+            );
+            moduli.push(jwks["keys"][0]["n"].clone());
+            let jwt = issuer.sign(&json!({
+                "iss": issuer.url(), "sub": "s", "jti": "j", "iat": 1, "nbf": 1,
+                "exp": 4_000_000_000_i64,
+            }));
+            verify(issuer.url(), &jwt).await?;
+        }
+        let distinct: std::collections::HashSet<String> =
+            moduli.iter().map(ToString::to_string).collect();
+        assert_eq!(distinct.len(), 3, "every issuer has its own key");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn knobs_take_one_issuer_down_or_break_its_key_set_and_fetches_are_counted()
+    -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitLab);
+        let gitlab = idp.issuer_of(Provider::GitLab);
+        let discovery = format!("{}/.well-known/openid-configuration", gitlab.url());
+        let jwks = gitlab.jwks_url();
+
+        idp.set_down(true);
+        assert_eq!(get(&discovery).await?.0, 500);
+        assert_eq!(get(&jwks).await?.0, 500);
+        let github = idp.issuer_of(Provider::GitHub);
+        assert_eq!(
+            get(&format!(
+                "{}/.well-known/openid-configuration",
+                github.url()
+            ))
+            .await?
+            .0,
+            200,
+            "the other issuers stay up"
+        );
+        idp.set_down(false);
+        idp.set_broken_jwks(true);
+        let (status, body) = get(&jwks).await?;
+        assert_eq!(status, 200);
+        assert!(serde_json::from_str::<serde_json::Value>(&body).is_err());
+        idp.set_broken_jwks(false);
+        let (status, body) = get(&jwks).await?;
+        assert_eq!(status, 200);
+        assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok());
+
+        assert_eq!(idp.discovery_fetches(), 1);
+        assert_eq!(idp.jwks_fetches(), 3);
+        assert_eq!(github.discovery_fetches(), 1);
+        assert_eq!(github.jwks_fetches(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_signs_while_the_old_one_stays_published() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let claims = idp.github_claims("wharf.test", json!({}));
+        let before = idp.sign(&claims);
+        let old_kid = idp.current_kid();
+
+        let new_kid = idp.rotate_key();
+        let after = idp.sign(&claims);
+
+        assert_ne!(old_kid, new_kid);
+        assert_eq!(idp.current_kid(), new_kid);
+        assert_eq!(idp.jwks()["keys"].as_array().map(Vec::len), Some(2));
+        verify(idp.issuer(), &before).await?;
+        verify(idp.issuer(), &after).await?;
+        let header = jsonwebtoken::decode_header(&after)?;
+        assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
+        Ok(())
+    }
+}

@@ -607,3 +607,51 @@ fn serve(
         .context("the fake identity provider did not start")?
         .context("the fake identity provider cannot serve")
 }
+
+/// What the fake's own tests share: checking a token as a relying party would.
+#[cfg(test)]
+pub(crate) mod testing {
+    use anyhow::Context;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    use serde_json::Value;
+
+    /// Verifies `jwt` the way a relying party does with nothing but the issuer's URL:
+    /// discovery → `jwks_uri` → the key of the token's `kid` → RS256. Answers the claims.
+    pub async fn verify(issuer: &str, jwt: &str) -> anyhow::Result<Value> {
+        let http = reqwest::Client::new();
+        let discovery: Value = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::ensure!(discovery["issuer"] == issuer, "discovery: {discovery}");
+        let jwks_uri = discovery["jwks_uri"].as_str().context("no jwks_uri")?;
+        let jwks: Value = http
+            .get(jwks_uri)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let kid = jsonwebtoken::decode_header(jwt)?
+            .kid
+            .context("the token has no kid")?;
+        let jwk = jwks["keys"]
+            .as_array()
+            .context("no keys")?
+            .iter()
+            .find(|key| key["kid"] == kid.as_str())
+            .with_context(|| format!("the issuer does not publish {kid}"))?;
+        let key = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().context("no n")?,
+            jwk["e"].as_str().context("no e")?,
+        )?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "jti", "nbf", "sub"]);
+        Ok(jsonwebtoken::decode::<Value>(jwt, &key, &validation)?.claims)
+    }
+}

@@ -375,3 +375,175 @@ async fn mint_json(state: web::Data<State>, body: web::Json<Value>) -> HttpRespo
         Err(message) => HttpResponse::BadRequest().json(json!({ "message": message })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::super::testing::verify;
+    use super::super::{FakeIdp, FakeIdpOptions, GITHUB_OWNER_ID};
+    use super::*;
+
+    async fn mint_json(idp: &FakeIdp, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_dev/id-token.json", idp.base_url()))
+            .json(&body)
+            .send()
+            .await?;
+        Ok((response.status(), response.json().await?))
+    }
+
+    #[tokio::test]
+    async fn the_json_endpoint_mints_tokens_of_every_provider() -> anyhow::Result<()> {
+        let idp = FakeIdp::start_with(FakeIdpOptions::for_dev(0))?;
+        let cases = [
+            (
+                Provider::GitHub,
+                json!({ "audience": "127.0.0.1:8080", "repository": "new-org/thing", "run_id": 99 }),
+                ("repository", json!("new-org/thing")),
+            ),
+            (
+                Provider::GitLab,
+                json!({ "provider": "gitlab", "audience": "127.0.0.1:8080", "project_path": "group/sub/app" }),
+                ("project_path", json!("group/sub/app")),
+            ),
+            (
+                Provider::Buildkite,
+                json!({ "provider": "buildkite", "audience": "127.0.0.1:8080", "pipeline_slug": "app", "claims": ["pipeline_id"] }),
+                ("pipeline_slug", json!("app")),
+            ),
+        ];
+        for (provider, body, (claim, value)) in cases {
+            let (status, answer) = mint_json(&idp, body).await?;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            let issuer = idp.issuer_of(provider).url();
+            let claims = verify(issuer, answer["value"].as_str().unwrap_or_default()).await?;
+            assert_eq!(claims["aud"], "127.0.0.1:8080");
+            assert_eq!(claims[claim], value, "{provider:?}");
+            match provider {
+                Provider::GitHub => {
+                    assert_eq!(claims["run_id"], "99");
+                    assert_eq!(
+                        claims["repository_owner_id"],
+                        idp.account_id("new-org").unwrap_or_default().to_string(),
+                        "the owner ID is the one the REST API answers"
+                    );
+                }
+                Provider::GitLab => assert_eq!(claims["namespace_path"], "group/sub"),
+                Provider::Buildkite => {
+                    assert!(claims["pipeline_id"].is_string());
+                    assert!(claims.get("organization_id").is_none());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_json_endpoint_names_what_is_wrong() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let cases = [
+            (json!({}), "`audience` is required"),
+            (
+                json!({ "audience": "a", "provider": "circleci" }),
+                "`provider` must be",
+            ),
+            (
+                json!({ "audience": "a", "run_id": "soon" }),
+                "`run_id` must be a whole number",
+            ),
+            (
+                json!({ "audience": "a", "provider": "gitlab", "project_path": "x" }),
+                "`project_path`",
+            ),
+            (
+                json!({ "audience": "a", "provider": "buildkite", "claims": ["x"] }),
+                "`x` is not an optional claim",
+            ),
+            (json!({ "audience": "a", "repository": 7 }), "not valid"),
+        ];
+        for (body, expected) in cases {
+            let (status, answer) = mint_json(&idp, body.clone()).await?;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(message.contains(expected), "{body}: {message}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_form_shows_the_token_or_what_is_wrong() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let client = reqwest::Client::new();
+        let form = client
+            .get(format!(
+                "{}/_dev/id-token?provider=buildkite&audience=127.0.0.1:8080",
+                idp.base_url()
+            ))
+            .send()
+            .await?;
+        assert_eq!(form.status(), StatusCode::OK);
+        let form = form.text().await?;
+        assert!(
+            form.contains(r#"name="pipeline_slug" value="widget""#),
+            "{form}"
+        );
+        assert!(form.contains(r#"value="127.0.0.1:8080""#));
+
+        let minted = client
+            .post(format!("{}/_dev/id-token", idp.base_url()))
+            .form(&[
+                ("provider", "buildkite"),
+                ("audience", "127.0.0.1:8080"),
+                ("pipeline_slug", "gadget"),
+                ("with_ids", "on"),
+            ])
+            .send()
+            .await?;
+        assert_eq!(minted.status(), StatusCode::OK);
+        let page = minted.text().await?;
+        let token = page
+            .split(r#"<pre id="id-token">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</pre>").next())
+            .unwrap_or_default();
+        let claims = verify(idp.issuer_of(Provider::Buildkite).url(), token).await?;
+        assert_eq!(claims["pipeline_slug"], "gadget");
+        assert!(claims["organization_id"].is_string());
+        assert!(
+            page.contains(r#"value="gadget""#),
+            "the form keeps what was sent"
+        );
+
+        let refused = client
+            .post(format!("{}/_dev/id-token", idp.base_url()))
+            .form(&[
+                ("provider", "github"),
+                ("audience", "a"),
+                ("repository", "nope"),
+            ])
+            .send()
+            .await?;
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let page = refused.text().await?;
+        assert!(page.contains(r#"id="mint-error""#), "{page}");
+        assert!(!page.contains(r#"id="id-token""#));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_index_lists_every_issuer_and_the_ci_settings() -> anyhow::Result<()> {
+        let idp = FakeIdp::start(Provider::GitHub);
+        let page = reqwest::get(idp.base_url()).await?.text().await?;
+        for provider in Provider::ALL {
+            assert!(page.contains(idp.issuer_of(provider).url()), "{page}");
+        }
+        assert!(page.contains(&idp.id_token_request_url().replace('&', "&amp;")));
+        assert!(page.contains(idp.buildkite_agent_access_token()));
+        assert_eq!(
+            GITHUB_OWNER_ID,
+            idp.account_id("octo-org").unwrap_or_default()
+        );
+        Ok(())
+    }
+}
