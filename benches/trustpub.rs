@@ -3,14 +3,12 @@
 //! publisher match, `jti` insert, token insert and audit rows) against the verification alone
 //! with the issuer's keys cached, so the report separates the two costs.
 //!
-//! The identity provider is the tests' fake GitHub (real RS256 keys on loopback). Every
+//! The identity provider is the fake of development mode and the tests (real RS256 keys on
+//! loopback). Every
 //! exchange uses its own ID token, signed before the clock starts. SQLite in a temporary folder,
 //! and PostgreSQL too when `WHARF_BENCH_DATABASE_URL` is a `postgres://` URL.
 
 mod support;
-
-#[path = "../tests/api/support/fake_idp.rs"]
-mod fake_idp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::json;
 use wharf::config::RawSettings;
+use wharf::dev::fake_idp::{self, FakeIdp, Provider};
 
-use crate::fake_idp::{FakeIdp, Provider};
 use crate::support::{Backend, CrateBuilder, Server, closed_loop};
 
 /// Concurrent clients, for the exchange and for the verifier (after a run with one client).
@@ -48,7 +46,7 @@ fn main() -> anyhow::Result<()> {
             let mut settings = RawSettings::default();
             settings
                 .set("trustpub_github_issuer", idp.issuer())
-                .set("github_api_url", idp.issuer());
+                .set("github_api_url", idp.api_url());
             let server = Server::start(&backend, settings).await?;
             run(&server, &idp).await?;
             server.stop().await?;

@@ -38,16 +38,17 @@ pub enum Command {
     /// Administration: users and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Try Wharf locally: starts a fake GitHub (OAuth login, user API, GitHub Actions OIDC
-    /// issuer) on 127.0.0.1 and the registry configured against it. Loopback only.
+    /// Try Wharf locally: starts a fake identity provider (GitHub login and REST API, GitHub
+    /// Actions, GitLab CI and Buildkite OIDC issuers) on 127.0.0.1 and the registry configured
+    /// against it. Loopback only.
     Dev(DevArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
-    /// Port of the fake GitHub on 127.0.0.1 (default: any free port).
-    #[arg(long, default_value_t = 0)]
-    pub github_port: u16,
+    /// Port of the fake identity provider on 127.0.0.1 (default: any free port).
+    #[arg(long, visible_alias = "github-port", default_value_t = 0)]
+    pub idp_port: u16,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,7 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Dev(args)) = &cli.command {
         return crate::dev::run(crate::dev::DevOptions {
             config_file: cli.config.clone(),
-            github_port: args.github_port,
+            idp_port: args.idp_port,
         })
         .await;
     }

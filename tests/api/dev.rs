@@ -1,6 +1,13 @@
-//! `wharf dev`: the fake GitHub and the registry, on loopback only.
+//! `wharf dev`: the fake identity provider and the registry, on loopback only.
 
 use std::process::Command;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use wharf::dev::fake_idp::{FakeIdp, FakeIdpOptions, Provider};
+
+use crate::support::web_client::WebClient;
+use crate::support::{CrateBuilder, TestApp};
 
 #[test]
 fn dev_mode_refuses_to_listen_beyond_loopback() -> anyhow::Result<()> {
@@ -15,5 +22,136 @@ fn dev_mode_refuses_to_listen_beyond_loopback() -> anyhow::Result<()> {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("only listens on loopback"), "{stderr}");
+    Ok(())
+}
+
+/// What `wharf dev` sets up, on a test server: the fake with accounts on demand, GitHub login
+/// and issuer, and its GitLab issuer.
+async fn dev_like() -> anyhow::Result<(TestApp, FakeIdp)> {
+    let idp = FakeIdp::start_with(FakeIdpOptions::for_dev(0))?;
+    let app = TestApp::builder()
+        .github_login(&idp)
+        .github_idp(&idp)
+        .set(
+            "trustpub_gitlab_issuers",
+            idp.issuer_of(Provider::GitLab).url(),
+        )
+        .spawn()
+        .await;
+    Ok((app, idp))
+}
+
+/// `POST /_dev/id-token.json`, as a developer would mint a token by hand.
+async fn mint(idp: &FakeIdp, body: Value) -> anyhow::Result<String> {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/_dev/id-token.json", idp.base_url()))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer["value"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no token in the answer")
+}
+
+/// Publishes `version` with the Trusted Publishing token `jwt` is exchanged for; answers the
+/// run link of the history page.
+async fn publish_through(
+    app: &TestApp,
+    jwt: &str,
+    version: &str,
+    provider: &str,
+) -> anyhow::Result<String> {
+    let (status, body) = app.exchange(jwt).await;
+    anyhow::ensure!(status == 200, "exchange: {body}");
+    app.publish_ok(
+        body["token"].as_str().unwrap_or_default(),
+        &CrateBuilder::new("widget", version),
+    )
+    .await;
+    let (_, info) = app.get_json("/api/v1/crates/widget").await;
+    assert_eq!(info["versions"][0]["trustpub"]["provider"], provider);
+    let page = WebClient::new(app).get("/crates/widget/history").await?;
+    page.attr("a.run-link", "href")
+        .context("a run link on the history page")
+}
+
+#[tokio::test]
+async fn in_dev_mode_any_repository_owner_can_publish_by_hand_minted_tokens() -> anyhow::Result<()>
+{
+    let (app, idp) = dev_like().await?;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    // An owner nobody told the fake about: accounts are made on demand.
+    let (status, body) = app
+        .post_json(
+            "/api/v1/trusted_publishing/github_configs",
+            Some(&owner),
+            &json!({ "github_config": {
+                "crate": "widget",
+                "repository_owner": "brand-new-org",
+                "repository_name": "widget",
+                "workflow_filename": "publish.yml",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["github_config"]["repository_owner_id"],
+        json!(idp.account_id("brand-new-org"))
+    );
+
+    let jwt = mint(
+        &idp,
+        json!({
+            "audience": app.audience(),
+            "repository": "brand-new-org/widget",
+            "workflow": "publish.yml",
+            "run_id": 77,
+        }),
+    )
+    .await?;
+    let run_link = publish_through(&app, &jwt, "1.1.0", "github").await?;
+
+    assert_eq!(
+        run_link,
+        format!(
+            "{}/brand-new-org/widget/actions/runs/77/attempts/1",
+            idp.base_url()
+        )
+    );
+    let run_page = reqwest::get(&run_link).await?;
+    assert_eq!(run_page.status(), 200, "the run link leads to the fake");
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_dev_mode_a_gitlab_job_publishes_and_links_back_to_the_fake() -> anyhow::Result<()> {
+    let (app, idp) = dev_like().await?;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    app.add_gitlab_config(&owner, "widget", "acme", None).await;
+
+    let jwt = mint(
+        &idp,
+        json!({ "provider": "gitlab", "audience": app.audience(), "job_id": "9001" }),
+    )
+    .await?;
+    let job_link = publish_through(&app, &jwt, "1.1.0", "gitlab").await?;
+
+    assert_eq!(
+        job_link,
+        format!(
+            "{}/acme/widget/-/jobs/9001",
+            idp.issuer_of(Provider::GitLab).url()
+        )
+    );
+    let job_page = reqwest::get(&job_link).await?;
+    assert_eq!(job_page.status(), 200, "the job link leads to the fake");
     Ok(())
 }

@@ -115,8 +115,7 @@ impl Case {
 #[tokio::test]
 async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_body()
 -> anyhow::Result<()> {
-    let (app, github) = spawn_with_github().await?;
-    github.add_account("octo-org", 65);
+    let (app, _github) = spawn_with_github().await?;
     let token = app.token("alice");
     app.publish_ok(
         &token,

@@ -1,5 +1,6 @@
-use wharf::dev::fake_github::IdTokenRequest;
+use serde_json::json;
 
+use crate::support::fake_idp::FakeIdp;
 use crate::support::web_client::{WebClient, spawn_with_github};
 use crate::support::{CrateBuilder, TestApp};
 
@@ -7,19 +8,14 @@ use crate::support::{CrateBuilder, TestApp};
 /// `release.yml`, run 4242, in environment `release`.
 pub async fn trusted_publish(
     app: &TestApp,
-    github: &wharf::dev::fake_github::FakeGitHub,
+    github: &FakeIdp,
     krate: &CrateBuilder,
 ) -> anyhow::Result<()> {
-    let jwt = github.mint_id_token(&IdTokenRequest {
-        audience: app.audience(),
-        repository: Some("octo-org/widget".into()),
-        workflow: Some("release.yml".into()),
-        actor: Some("octocat".into()),
-        environment: Some("release".into()),
-        run_id: Some(4242),
-        sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
-        ..IdTokenRequest::default()
-    })?;
+    let claims = github.github_claims(
+        &app.audience(),
+        json!({ "environment": "release", "run_id": "4242" }),
+    );
+    let jwt = github.sign(&claims);
     let (status, body) = app.exchange(&jwt).await;
     anyhow::ensure!(status == 200, "exchange: {body}");
     let token = body["token"].as_str().unwrap_or_default().to_owned();

@@ -1,3 +1,4 @@
+use anyhow::Context;
 use reqwest::Method;
 
 use crate::support::TestApp;
@@ -45,7 +46,8 @@ async fn logging_in_through_github_creates_the_user_and_renews_the_session() -> 
         .db
         .blocking(|conn| Ok(wharf::models::User::by_login(conn, "alice")?))?
         .unwrap();
-    assert_eq!(user.github_id, Some(github.account_id("alice")));
+    assert_eq!(user.github_id, github.account_id("alice"));
+    assert!(user.github_id.is_some());
     assert_eq!(user.email.as_deref(), Some("alice@users.noreply.example"));
     assert!(
         !me.body.contains("alice@users.noreply.example"),
@@ -67,10 +69,11 @@ async fn a_user_created_by_an_operator_is_matched_by_login_then_by_github_id() -
         .blocking(|conn| Ok(wharf::models::User::by_login(conn, "bob")?))?
         .unwrap();
     assert_eq!(found.id, bob.id);
-    assert_eq!(found.github_id, Some(github.account_id("bob")));
+    let bob_id = github.account_id("bob").context("bob has signed up")?;
+    assert_eq!(found.github_id, Some(bob_id));
 
     // A renamed GitHub account keeps its Wharf user, found by its id.
-    github.add_account("bobby", github.account_id("bob"));
+    github.set_account("bobby", bob_id);
     log_in(&app, "bobby").await?;
     let renamed = app
         .app

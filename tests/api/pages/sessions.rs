@@ -3,6 +3,7 @@
 
 use reqwest::Method;
 
+use crate::support::fake_idp::{FakeIdp, Provider};
 use crate::support::web_client::{WebClient, log_in, spawn_with_github};
 use crate::support::{CrateBuilder, TestApp};
 
@@ -166,12 +167,9 @@ async fn logging_out_everywhere_ends_every_session_of_that_user_only() -> anyhow
 
 #[tokio::test]
 async fn a_session_past_its_lifetime_is_refused_and_cleaned_up() -> anyhow::Result<()> {
-    let github = wharf::dev::fake_github::FakeGitHub::start(Default::default())?;
+    let github = FakeIdp::start(Provider::GitHub);
     let app = TestApp::builder()
-        .set("github_client_id", github.client_id())
-        .set("github_client_secret", github.client_secret())
-        .set("github_url", github.base_url())
-        .set("github_api_url", github.base_url())
+        .github_login(&github)
         .set("session_ttl", "2s")
         .spawn()
         .await;
@@ -198,12 +196,9 @@ async fn a_session_past_its_lifetime_is_refused_and_cleaned_up() -> anyhow::Resu
 #[tokio::test]
 async fn logging_out_on_one_instance_ends_the_session_on_every_instance() -> anyhow::Result<()> {
     let key = "ab".repeat(64);
-    let github = wharf::dev::fake_github::FakeGitHub::start(Default::default())?;
+    let github = FakeIdp::start(Provider::GitHub);
     let first = TestApp::builder()
-        .set("github_client_id", github.client_id())
-        .set("github_client_secret", github.client_secret())
-        .set("github_url", github.base_url())
-        .set("github_api_url", github.base_url())
+        .github_login(&github)
         .set("session_key", key.clone())
         .spawn()
         .await;

@@ -8,11 +8,13 @@
 )]
 
 pub mod crates;
-pub mod fake_idp;
 pub mod gnu_tar;
 pub mod raw_http;
 pub mod tmpfs;
 pub mod web_client;
+
+/// The fake identity provider of development mode, which the tests share.
+pub use wharf::dev::fake_idp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -251,17 +253,31 @@ pub fn detail(body: &Value) -> &str {
 }
 
 impl TestAppBuilder {
-    /// Trusts `idp` as the GitHub Actions issuer and uses it as the GitHub REST API.
+    /// Trusts `idp`'s GitHub Actions issuer and uses its GitHub REST API.
     pub fn github_idp(self, idp: &fake_idp::FakeIdp) -> Self {
-        self.set("trustpub_github_issuer", idp.issuer())
-            .set("github_api_url", idp.issuer())
+        self.set(
+            "trustpub_github_issuer",
+            idp.issuer_of(fake_idp::Provider::GitHub).url(),
+        )
+        .set("github_api_url", idp.api_url())
     }
 
-    /// Trusts `idp` as a (self-managed) GitLab issuer besides gitlab.com.
+    /// Logs in through `idp`'s GitHub (OAuth client, web and REST API).
+    pub fn github_login(self, idp: &fake_idp::FakeIdp) -> Self {
+        self.set("github_client_id", idp.client_id())
+            .set("github_client_secret", idp.client_secret())
+            .set("github_url", idp.base_url())
+            .set("github_api_url", idp.api_url())
+    }
+
+    /// Trusts `idp`'s GitLab issuer (a self-managed GitLab) besides gitlab.com.
     pub fn gitlab_idp(self, idp: &fake_idp::FakeIdp) -> Self {
         self.set(
             "trustpub_gitlab_issuers",
-            format!("https://gitlab.com,{}", idp.issuer()),
+            format!(
+                "https://gitlab.com,{}",
+                idp.issuer_of(fake_idp::Provider::GitLab).url()
+            ),
         )
     }
 

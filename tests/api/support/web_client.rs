@@ -4,22 +4,18 @@
 
 use std::sync::Mutex;
 
+use super::TestApp;
+use super::fake_idp::{FakeIdp, Provider};
 use anyhow::Context;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use scraper::{Html, Selector};
-use wharf::dev::fake_github::{FakeGitHub, FakeGitHubOptions};
 
-use super::TestApp;
-
-/// A registry whose GitHub (login, REST API and Actions OIDC issuer) is the dev-mode fake.
-pub async fn spawn_with_github() -> anyhow::Result<(TestApp, FakeGitHub)> {
-    let github = FakeGitHub::start(FakeGitHubOptions::default())?;
+/// A registry whose GitHub (login, REST API and Actions OIDC issuer) is the fake.
+pub async fn spawn_with_github() -> anyhow::Result<(TestApp, FakeIdp)> {
+    let github = FakeIdp::start(Provider::GitHub);
     let app = TestApp::builder()
-        .set("github_client_id", github.client_id())
-        .set("github_client_secret", github.client_secret())
-        .set("github_url", github.base_url())
-        .set("github_api_url", github.base_url())
-        .set("trustpub_github_issuer", github.issuer())
+        .github_login(&github)
+        .github_idp(&github)
         .spawn()
         .await;
     Ok((app, github))

@@ -129,9 +129,13 @@ async fn a_github_token_from_the_configured_workflow_is_verified_and_matched() -
     assert_eq!(identity.sha(), fake_idp::SHA);
     assert_eq!(identity.git_ref(), "refs/tags/v1.0.0");
     assert_eq!(identity.run_id(), fake_idp::GITHUB_RUN_ID);
+    // The fake's issuer has GitHub Enterprise Server's shape: run links lead back to it.
     assert_eq!(
         identity.run_url(),
-        "https://github.com/octo-org/widget/actions/runs/4242424242/attempts/1"
+        format!(
+            "{}/octo-org/widget/actions/runs/4242424242/attempts/1",
+            idp.base_url()
+        )
     );
     let VerifiedIdentity::GitHub(claims) = identity else {
         bail!("expected a GitHub identity");
