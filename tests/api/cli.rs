@@ -119,3 +119,22 @@ fn help_works_everywhere() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn an_unknown_required_metadata_field_stops_the_server_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("serve")
+        .env("WHARF_BIND", "127.0.0.1:0")
+        .env("WHARF_DATA_DIR", dir.path())
+        .env_remove("WHARF_DATABASE_URL")
+        .env("WHARF_REQUIRED_METADATA", "description,licence")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WHARF_REQUIRED_METADATA: unknown metadata field `licence`; the fields a registry can require are: description, license,"),
+        "{stderr}"
+    );
+    Ok(())
+}

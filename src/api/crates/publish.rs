@@ -38,6 +38,7 @@ pub async fn publish(
 ) -> AppResult<HttpResponse> {
     let raw = RawToken::from_request(&req)?;
     let limits = app.config.limits.clone();
+    let required_metadata = app.config.required_metadata.clone();
 
     // Read the body, refusing it as soon as it is larger than any acceptable upload.
     let max_body = limits.max_crate_size + METADATA_ALLOWANCE;
@@ -59,7 +60,10 @@ pub async fn publish(
             PublishError::CrateTooLarge { .. } => payload_too_large(e),
             other => bad_request(other),
         })?;
-        let metadata = request.metadata.validate().map_err(bad_request)?;
+        let metadata = request
+            .metadata
+            .validate(&required_metadata)
+            .map_err(bad_request)?;
         let readme_path = request.metadata.readme_file.clone();
         let tarball = request.tarball;
         let info = verify_tarball(
