@@ -516,7 +516,7 @@ mod tests {
 
         let err = config(&[("required_metadata", "description,licence")])
             .map(|_| ())
-            .unwrap_err();
+            .expect_err("an unknown field is refused");
         let message = format!("{err:#}");
         assert!(
             message.starts_with("WHARF_REQUIRED_METADATA: unknown metadata field `licence`;"),
