@@ -9,6 +9,7 @@
 
 pub mod crates;
 pub mod fake_idp;
+pub mod process;
 pub mod web_client;
 
 use std::sync::atomic::{AtomicU64, Ordering};
