@@ -13,6 +13,8 @@ use anyhow::{Context, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::registry::publish::{MetadataField, RequiredMetadata};
+
 /// The longest lifetime an exchanged Trusted Publishing token may be given.
 pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
 
@@ -41,6 +43,7 @@ const KEYS: &[&str] = &[
     "max_unpacked_size",
     "max_concurrent_publishes",
     "publish_queue_timeout",
+    "required_metadata",
     "log",
     "log_format",
     "dev_mode",
@@ -62,6 +65,8 @@ pub struct Config {
     pub github: GitHubConfig,
     pub trustpub: TrustpubConfig,
     pub limits: Limits,
+    /// The metadata fields every new version must carry (`WHARF_REQUIRED_METADATA`).
+    pub required_metadata: RequiredMetadata,
     pub log: LogConfig,
 }
 
@@ -144,6 +149,14 @@ impl fmt::Debug for Config {
             .field("github_login", &self.github.oauth.is_some())
             .field("trustpub", &self.trustpub)
             .field("limits", &self.limits)
+            .field(
+                "required_metadata",
+                &self
+                    .required_metadata
+                    .fields()
+                    .map(MetadataField::key)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -386,6 +399,10 @@ impl Config {
             bail!("WHARF_MAX_CRATE_SIZE must be between 1 byte and 1GiB");
         }
 
+        let required_metadata =
+            RequiredMetadata::parse_list(raw.get("required_metadata").unwrap_or_default())
+                .context("WHARF_REQUIRED_METADATA")?;
+
         let log = LogConfig {
             filter: raw.get("log").unwrap_or("info").to_owned(),
             json: match raw.get("log_format") {
@@ -416,6 +433,7 @@ impl Config {
                 token_ttl,
             },
             limits,
+            required_metadata,
             log,
         })
     }
@@ -513,6 +531,32 @@ mod tests {
         assert_eq!(config.session_ttl, Duration::from_secs(14 * 24 * 60 * 60));
         assert_eq!(config.limits.max_crate_size, 10 * 1024 * 1024);
         assert!(config.github.oauth.is_none());
+        assert!(config.required_metadata.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn required_metadata_is_a_list_of_known_fields() -> anyhow::Result<()> {
+        let listed = config(&[("required_metadata", "description,license")])?;
+        assert_eq!(
+            listed.required_metadata,
+            RequiredMetadata::new([MetadataField::Description, MetadataField::License])
+        );
+
+        let err = config(&[("required_metadata", "description,licence")])
+            .map(|_| ())
+            .expect_err("an unknown field is refused");
+        let message = format!("{err:#}");
+        assert!(
+            message.starts_with("WHARF_REQUIRED_METADATA: unknown metadata field `licence`;"),
+            "{message}"
+        );
+
+        let raw = RawSettings::from_toml_str("required_metadata = [\"description\", \"readme\"]")?;
+        assert_eq!(
+            Config::from_settings(&raw)?.required_metadata,
+            RequiredMetadata::new([MetadataField::Description, MetadataField::Readme])
+        );
         Ok(())
     }
 

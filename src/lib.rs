@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod content_encoding;
 pub mod db;
 pub mod dev;
 pub mod errors;

@@ -100,11 +100,13 @@ fn pages_routes(cfg: &mut web::ServiceConfig) {
         .route("/login/github", web::get().to(login::start))
         .route("/login/github/callback", web::get().to(login::callback))
         .route("/logout", web::post().to(login::logout))
+        // `/me` is where `cargo login` sends people for a token: it answers anonymous visitors
+        // too (see `me::dashboard`)
+        .route("/me", web::get().to(me::dashboard))
         // the user's own pages, behind the login guard
         .service(
             web::scope("/me")
                 .wrap(from_fn(pages::session::require_login))
-                .route("", web::get().to(me::dashboard))
                 .route("/logout-everywhere", web::post().to(me::log_out_everywhere)),
         )
         .service(

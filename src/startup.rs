@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::errors::{json_config_error, path_config_error, query_config_error};
 use crate::telemetry::RequestSpan;
-use crate::{head, pages, router};
+use crate::{content_encoding, head, pages, router};
 
 /// Largest JSON body of any API call other than publish.
 const JSON_LIMIT: usize = 64 * 1024;
@@ -99,6 +99,7 @@ fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::
             headers = headers.add(("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY));
         }
         ActixApp::new()
+            .wrap(from_fn(content_encoding::refuse_encoded_bodies))
             .wrap(from_fn(head::head_as_get))
             .wrap(sessions)
             .wrap(headers)

@@ -5,6 +5,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::errors::PageError;
+use super::me::{TOKENS_PAGE, TokenHelp};
 use super::next::safe_next;
 use super::session::{self, CsrfForm, Layout, PageContext};
 use super::{PageResult, no_store, render, see_other};
@@ -35,9 +36,13 @@ pub struct LoginPage {
     configured: bool,
     next: String,
     callback_url: String,
+    /// How to get a token without logging in (shown when GitHub login is off).
+    help: TokenHelp,
+    tokens_page: &'static str,
 }
 
-/// `GET /login`: a button to sign in with GitHub, or how to turn GitHub login on.
+/// `GET /login`: a button to sign in with GitHub, or how to turn GitHub login on and how to get
+/// a token for cargo meanwhile.
 pub async fn login_page(
     app: web::Data<App>,
     ctx: PageContext,
@@ -52,6 +57,8 @@ pub async fn login_page(
         configured: app.config.github.oauth.is_some(),
         next,
         callback_url: format!("{}{}", app.config.base_url(), oauth::CALLBACK_PATH),
+        help: TokenHelp::new(&app.config),
+        tokens_page: TOKENS_PAGE,
     })
 }
 

@@ -1,14 +1,21 @@
-//! `/me`: the logged-in user's dashboard — their crates and where to manage them, their open
-//! sessions, and "log out everywhere".
+//! `/me`: the logged-in user's dashboard — a token for cargo, their crates and where to manage
+//! them, their open sessions, and "log out everywhere".
+//!
+//! `cargo login` tells people to paste "the token found on <registry>/me", so `/me` also
+//! answers anonymous visitors: with GitHub login on they log in and come back to token
+//! creation; without it, no login exists to send them to, and the page says how the operator
+//! of this instance creates a token.
 
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::session::{self, CsrfForm, CurrentUser, Layout};
+use super::errors::PageError;
+use super::session::{self, CsrfForm, CurrentUser, Layout, PageContext};
 use super::{PageResult, render, see_other};
 use crate::app::App;
+use crate::config::Config;
 use crate::models::version::max_version;
 use crate::models::{crate_owner, now};
 
@@ -18,10 +25,44 @@ pub struct MyCrate {
     pub trustpub_only: bool,
 }
 
+/// Where API tokens are created (the page's form).
+pub const TOKENS_PAGE: &str = "/settings/tokens";
+
+/// What a visitor needs to get a token and use it with cargo on this instance; shown where no
+/// web login exists (`/me` and `/login` without GitHub login).
+pub struct TokenHelp {
+    /// The `index` of cargo's `[registries.…]` entry.
+    pub index_url: String,
+    /// The `Cargo.toml` keys every publish must set (`WHARF_REQUIRED_METADATA`).
+    pub required_metadata: Vec<&'static str>,
+}
+
+impl TokenHelp {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            index_url: format!("sparse+{}/index/", config.base_url()),
+            required_metadata: config
+                .required_metadata
+                .fields()
+                .map(|field| field.key())
+                .collect(),
+        }
+    }
+}
+
+/// `/me` for an anonymous visitor when GitHub login is off.
+#[derive(Template)]
+#[template(path = "token_help.html")]
+pub struct TokenHelpPage {
+    layout: Layout,
+    help: TokenHelp,
+}
+
 #[derive(Template)]
 #[template(path = "me.html")]
 pub struct MePage {
     layout: Layout,
+    help: TokenHelp,
     login: String,
     crates: Vec<MyCrate>,
     /// Live sessions of this user, this one included.
@@ -30,9 +71,21 @@ pub struct MePage {
     session_lifetime: String,
 }
 
-/// `GET /me`
-pub async fn dashboard(app: web::Data<App>, user: CurrentUser) -> PageResult<HttpResponse> {
-    let user_id = user.user.id;
+/// `GET /me`: the dashboard, with token creation first. Anonymous visitors are sent to log in
+/// and come back to token creation, or, without GitHub login, told how to get a token here.
+pub async fn dashboard(app: web::Data<App>, ctx: PageContext) -> PageResult<HttpResponse> {
+    let Some(user) = ctx.user else {
+        if app.config.github.oauth.is_some() {
+            return Err(PageError::LoginRequired {
+                next: TOKENS_PAGE.to_owned(),
+            });
+        }
+        return render(&TokenHelpPage {
+            layout: ctx.layout,
+            help: TokenHelp::new(&app.config),
+        });
+    };
+    let user_id = user.id;
     let (crates, sessions) = app
         .db
         .run(move |conn| {
@@ -49,8 +102,9 @@ pub async fn dashboard(app: web::Data<App>, user: CurrentUser) -> PageResult<Htt
         })
         .await?;
     render(&MePage {
-        layout: user.layout,
-        login: user.user.login,
+        layout: ctx.layout,
+        help: TokenHelp::new(&app.config),
+        login: user.login,
         crates,
         sessions,
         session_lifetime: lifetime(app.config.session_ttl),

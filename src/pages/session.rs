@@ -202,8 +202,9 @@ fn next_of(req: &HttpRequest) -> String {
     }
 }
 
-/// The auth guard of the `/settings` scope and `/me`: visitors without a live login are sent
-/// to log in. The answer is a response (not an error), so the default headers apply to it.
+/// The auth guard of the `/settings` scope and `/me/…` (not `/me` itself): visitors without a
+/// live login are sent to log in. The answer is a response (not an error), so the default
+/// headers apply to it.
 pub async fn require_login(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -7,7 +7,9 @@
 //! authorised for the crate the metadata names before the crate file is read; the functions
 //! here judge each part as it arrives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
 
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
@@ -65,11 +67,8 @@ pub enum PublishError {
         "invalid version `{version}`: {reason}; versions must follow Semantic Versioning, e.g. `1.2.3` or `1.0.0-beta.1`"
     )]
     InvalidVersion { version: String, reason: String },
-    #[error(
-        "missing or empty metadata fields: {}. Please see {MANIFEST_DOCS} for more information on configuring these fields",
-        .0.join(", ")
-    )]
-    MissingFields(Vec<&'static str>),
+    #[error("{}", missing_fields_message(.0))]
+    MissingFields(Vec<MetadataField>),
     #[error(
         "the description is {length} characters long, but at most {MAX_DESCRIPTION_LENGTH} are allowed"
     )]
@@ -110,6 +109,152 @@ pub enum PublishError {
         "invalid `rust-version` `{value}`: expected a Rust version like `1.70` or `1.70.0` (major.minor[.patch], numbers only)"
     )]
     InvalidRustVersion { value: String },
+}
+
+/// A metadata field that a registry may require of every new version
+/// (`WHARF_REQUIRED_METADATA`), named by its key under `[package]` in `Cargo.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MetadataField {
+    Description,
+    /// Satisfied by `license` or by `license-file`.
+    License,
+    Repository,
+    Homepage,
+    Documentation,
+    Readme,
+    RustVersion,
+}
+
+impl MetadataField {
+    pub const ALL: [Self; 7] = [
+        Self::Description,
+        Self::License,
+        Self::Repository,
+        Self::Homepage,
+        Self::Documentation,
+        Self::Readme,
+        Self::RustVersion,
+    ];
+
+    /// The key under `[package]` in `Cargo.toml`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Description => "description",
+            Self::License => "license",
+            Self::Repository => "repository",
+            Self::Homepage => "homepage",
+            Self::Documentation => "documentation",
+            Self::Readme => "readme",
+            Self::RustVersion => "rust-version",
+        }
+    }
+
+    /// What to write in `Cargo.toml` to provide the field.
+    fn example(self) -> &'static str {
+        match self {
+            Self::Description => r#"`description = "What the crate does, in one sentence"`"#,
+            Self::License => {
+                r#"`license = "MIT OR Apache-2.0"` (an SPDX expression) or `license-file = "LICENSE"`"#
+            }
+            Self::Repository => r#"`repository = "https://git.example.com/team/my-crate"`"#,
+            Self::Homepage => r#"`homepage = "https://example.com/my-crate"`"#,
+            Self::Documentation => r#"`documentation = "https://docs.example.com/my-crate"`"#,
+            Self::Readme => {
+                r#"`readme = "README.md"` (a README.md next to Cargo.toml is picked up without it)"#
+            }
+            Self::RustVersion => r#"`rust-version = "1.70"` (the oldest Rust the crate supports)"#,
+        }
+    }
+
+    fn is_present(self, metadata: &PublishMetadata) -> bool {
+        let given = |field: &Option<String>| field.as_deref().is_some_and(|s| !s.trim().is_empty());
+        match self {
+            Self::Description => given(&metadata.description),
+            Self::License => given(&metadata.license) || given(&metadata.license_file),
+            Self::Repository => given(&metadata.repository),
+            Self::Homepage => given(&metadata.homepage),
+            Self::Documentation => given(&metadata.documentation),
+            // cargo sends the README's text; an empty README counts as none.
+            Self::Readme => given(&metadata.readme),
+            Self::RustVersion => given(&metadata.rust_version),
+        }
+    }
+}
+
+impl fmt::Display for MetadataField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// A field name in `WHARF_REQUIRED_METADATA` that is not a [`MetadataField`].
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error(
+    "unknown metadata field `{name}`; the fields a registry can require are: {} (`license` is satisfied by `license` or `license-file`)",
+    MetadataField::ALL.map(MetadataField::key).join(", ")
+)]
+pub struct UnknownMetadataField {
+    pub name: String,
+}
+
+impl FromStr for MetadataField {
+    type Err = UnknownMetadataField;
+
+    /// A `Cargo.toml` key; case and `_` for `-` are forgiven (`rust_version`).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        let key = name.trim().to_ascii_lowercase().replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .find(|field| field.key() == key)
+            .ok_or_else(|| UnknownMetadataField {
+                name: quote_input(name.trim()),
+            })
+    }
+}
+
+/// The metadata fields this registry requires of every new version. The default requires
+/// none: cargo's `cargo new` writes neither `description` nor `license`, and a company's
+/// private crates often have no licence at all. crates.io requires `description` and `license`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequiredMetadata(BTreeSet<MetadataField>);
+
+impl RequiredMetadata {
+    pub fn new(fields: impl IntoIterator<Item = MetadataField>) -> Self {
+        Self(fields.into_iter().collect())
+    }
+
+    /// A comma-separated list of field names (`description,license`); empty items are skipped,
+    /// so an empty list requires nothing.
+    pub fn parse_list(list: &str) -> Result<Self, UnknownMetadataField> {
+        list.split(',')
+            .filter(|item| !item.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = MetadataField> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Names the missing fields and shows the `Cargo.toml` lines that provide them.
+fn missing_fields_message(missing: &[MetadataField]) -> String {
+    let names = missing.iter().map(|field| field.key()).collect::<Vec<_>>();
+    let examples = missing
+        .iter()
+        .map(|field| field.example())
+        .collect::<Vec<_>>();
+    format!(
+        "missing or empty metadata fields: {}. This registry requires {}; add to the `[package]` section of Cargo.toml: {}. See {MANIFEST_DOCS} for more information on configuring these fields",
+        names.join(", "),
+        if missing.len() == 1 { "it" } else { "them" },
+        examples.join("; "),
+    )
 }
 
 /// A length prefix of the body (little-endian `u32`). A metadata length over
@@ -204,15 +349,15 @@ pub struct ValidatedPublish {
 }
 
 impl PublishMetadata {
-    /// Applies the registry's rules to the metadata and returns the typed name and version.
-    /// The first rule broken is reported.
-    pub fn validate(&self) -> Result<ValidatedPublish, PublishError> {
+    /// Applies the registry's rules to the metadata, with the fields this registry requires,
+    /// and returns the typed name and version. The first rule broken is reported.
+    pub fn validate(&self, required: &RequiredMetadata) -> Result<ValidatedPublish, PublishError> {
         let name = CrateName::parse(&self.name)?;
         let version = Version::parse(&self.vers).map_err(|err| PublishError::InvalidVersion {
             version: quote_input(&self.vers),
             reason: err.to_string(),
         })?;
-        self.check_required_fields()?;
+        self.check_required_fields(required)?;
         self.check_description()?;
         self.check_keywords()?;
         if self.categories.len() > MAX_CATEGORIES {
@@ -234,15 +379,11 @@ impl PublishMetadata {
         Ok(ValidatedPublish { name, version })
     }
 
-    fn check_required_fields(&self) -> Result<(), PublishError> {
-        let blank = |field: &Option<String>| field.as_deref().is_none_or(|s| s.trim().is_empty());
-        let mut missing = Vec::new();
-        if blank(&self.description) {
-            missing.push("description");
-        }
-        if blank(&self.license) && blank(&self.license_file) {
-            missing.push("license");
-        }
+    fn check_required_fields(&self, required: &RequiredMetadata) -> Result<(), PublishError> {
+        let missing: Vec<_> = required
+            .fields()
+            .filter(|field| !field.is_present(self))
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
@@ -401,7 +542,14 @@ mod tests {
     }
 
     fn validate(value: Value) -> Result<ValidatedPublish, PublishError> {
-        metadata(value).validate()
+        metadata(value).validate(&RequiredMetadata::default())
+    }
+
+    fn validate_requiring(
+        value: Value,
+        required: &[MetadataField],
+    ) -> Result<ValidatedPublish, PublishError> {
+        metadata(value).validate(&RequiredMetadata::new(required.iter().copied()))
     }
 
     fn good() -> Value {
@@ -535,7 +683,7 @@ mod tests {
         assert_eq!(parsed.readme_file.as_deref(), Some("README.md"));
         assert_eq!(parsed.badges["maintenance"]["status"], "actively-developed");
         assert_eq!(parsed.rust_version.as_deref(), Some("1.70"));
-        assert!(parsed.validate().is_ok());
+        assert!(parsed.validate(&RequiredMetadata::default()).is_ok());
     }
 
     // --- validation ---
@@ -579,15 +727,88 @@ mod tests {
     }
 
     #[test]
-    fn missing_description_and_license_are_named_like_crates_io_does() {
+    fn nothing_is_required_by_default() {
+        let mut value = good();
+        for field in [
+            "description",
+            "license",
+            "license_file",
+            "repository",
+            "homepage",
+            "documentation",
+            "readme",
+            "rust_version",
+        ] {
+            value[field] = Value::Null;
+        }
+        assert!(validate(value).is_ok());
+    }
+
+    #[test]
+    fn missing_required_fields_are_named_with_the_cargo_toml_lines_to_add() {
         let mut value = good();
         value["description"] = Value::Null;
         value["license"] = json!("  ");
-        let err = validate(value).unwrap_err();
+        let err = validate_requiring(value, &[MetadataField::Description, MetadataField::License])
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "missing or empty metadata fields: description, license. Please see https://doc.rust-lang.org/cargo/reference/manifest.html for more information on configuring these fields"
+            "missing or empty metadata fields: description, license. This registry requires them; add to the `[package]` section of Cargo.toml: `description = \"What the crate does, in one sentence\"`; `license = \"MIT OR Apache-2.0\"` (an SPDX expression) or `license-file = \"LICENSE\"`. See https://doc.rust-lang.org/cargo/reference/manifest.html for more information on configuring these fields"
         );
+    }
+
+    #[test]
+    fn each_required_field_is_checked_against_its_own_key() {
+        let cases = [
+            (MetadataField::Description, "description", json!("d")),
+            (MetadataField::License, "license", json!("MIT")),
+            (
+                MetadataField::Repository,
+                "repository",
+                json!("https://example.com/r"),
+            ),
+            (
+                MetadataField::Homepage,
+                "homepage",
+                json!("https://example.com"),
+            ),
+            (
+                MetadataField::Documentation,
+                "documentation",
+                json!("https://docs.example.com"),
+            ),
+            (MetadataField::Readme, "readme", json!("# Hello")),
+            (MetadataField::RustVersion, "rust_version", json!("1.70")),
+        ];
+        for (field, json_key, present) in cases {
+            let mut value = good();
+            value["license_file"] = Value::Null;
+            value[json_key] = present;
+            assert!(
+                validate_requiring(value.clone(), &[field]).is_ok(),
+                "{field}"
+            );
+            for absent in [Value::Null, json!(""), json!(" \n")] {
+                value[json_key] = absent;
+                let err = validate_requiring(value.clone(), &[field]).unwrap_err();
+                assert!(
+                    matches!(&err, PublishError::MissingFields(missing) if missing == &[field]),
+                    "{field}: {err}"
+                );
+                let message = err.to_string();
+                assert!(
+                    message.starts_with(&format!(
+                        "missing or empty metadata fields: {}. This registry requires it;",
+                        field.key()
+                    )),
+                    "{message}"
+                );
+                assert!(
+                    message.contains(&format!("`{} = \"", field.key())),
+                    "{message}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -595,15 +816,35 @@ mod tests {
         let mut value = good();
         value["license"] = Value::Null;
         value["license_file"] = json!("LICENSE");
-        assert!(validate(value).is_ok());
+        assert!(validate_requiring(value, &[MetadataField::License]).is_ok());
+    }
 
-        let mut value = good();
-        value["license"] = Value::Null;
-        let err = validate(value).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("missing or empty metadata fields: license.")
+    #[test]
+    fn required_fields_are_read_from_a_comma_list_of_cargo_toml_keys() {
+        let parsed = RequiredMetadata::parse_list(" description, License,rust_version,,").unwrap();
+        assert_eq!(
+            parsed.fields().collect::<Vec<_>>(),
+            [
+                MetadataField::Description,
+                MetadataField::License,
+                MetadataField::RustVersion
+            ]
         );
+        assert!(RequiredMetadata::parse_list("").unwrap().is_empty());
+        assert!(RequiredMetadata::parse_list(" , ").unwrap().is_empty());
+        for key in MetadataField::ALL.map(MetadataField::key) {
+            assert!(RequiredMetadata::parse_list(key).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn unknown_required_fields_are_refused_with_the_known_ones() {
+        let err = RequiredMetadata::parse_list("description,licence").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown metadata field `licence`; the fields a registry can require are: description, license, repository, homepage, documentation, readme, rust-version (`license` is satisfied by `license` or `license-file`)"
+        );
+        assert!(RequiredMetadata::parse_list("license-file").is_err());
     }
 
     #[test]

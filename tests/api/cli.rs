@@ -119,3 +119,59 @@ fn help_works_everywhere() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn an_unknown_required_metadata_field_stops_the_server_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("serve")
+        .env("WHARF_BIND", "127.0.0.1:0")
+        .env("WHARF_DATA_DIR", dir.path())
+        .env_remove("WHARF_DATABASE_URL")
+        .env("WHARF_REQUIRED_METADATA", "description,licence")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WHARF_REQUIRED_METADATA: unknown metadata field `licence`; the fields a registry can require are: description, license,"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
+        .arg("serve")
+        .env("WHARF_BIND", "127.0.0.1:0")
+        .env("WHARF_DATA_DIR", dir.path())
+        .env_remove("WHARF_DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .env("WHARF_LOG", "info");
+    let mut server = crate::support::process::Spawned::start(command)?;
+    server.wait_for("listening").await?;
+    let log = server.stderr();
+    assert!(
+        !log.contains('\u{1b}'),
+        "a pipe gets no escape codes: {log:?}"
+    );
+    let port = log
+        .lines()
+        .find(|line| line.contains("listening"))
+        .and_then(|line| line.rsplit("port=").next())
+        .and_then(|port| port.trim().parse::<u16>().ok())
+        .expect("the port in the `listening` line");
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/health")).await?;
+    assert_eq!(health.status(), 200);
+    server.wait_for("/health").await?;
+
+    let (_, stderr) = server.stop()?;
+    assert!(stderr.contains("starting"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "a pipe gets no escape codes: {stderr:?}"
+    );
+    Ok(())
+}

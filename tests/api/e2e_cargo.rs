@@ -232,3 +232,67 @@ async fn cargo_shows_the_registry_error_when_a_publish_is_refused() -> anyhow::R
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_cargo_new_crate_publishes_under_the_default_settings() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir()?;
+    let cargo = Cargo::new(root.path(), &app, Some(app.token("alice")))?;
+    cargo
+        .ok(
+            root.path(),
+            &[
+                "new",
+                "--lib",
+                "--vcs",
+                "none",
+                "--name",
+                "fresh-start",
+                "fresh",
+            ],
+        )
+        .await?;
+    let pkg = root.path().join("fresh");
+    let manifest = std::fs::read_to_string(pkg.join("Cargo.toml"))?;
+    assert!(
+        !manifest.contains("description") && !manifest.contains("license"),
+        "cargo new writes neither key: {manifest}"
+    );
+
+    cargo.ok(&pkg, &["publish", "--registry", "wharf"]).await?;
+
+    assert_eq!(app.index_lines("fresh-start").await[0]["vers"], "0.1.0");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cargo_shows_which_cargo_toml_keys_a_registry_requires() -> anyhow::Result<()> {
+    let app = TestApp::builder()
+        .set("required_metadata", "description,license")
+        .spawn()
+        .await;
+    let root = tempfile::tempdir()?;
+    let cargo = Cargo::new(root.path(), &app, Some(app.token("alice")))?;
+    let pkg = root.path().join("pkg");
+    write_package(
+        &pkg,
+        "[package]\nname = \"undescribed\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        "",
+    )?;
+
+    let (ok, _, stderr) = cargo
+        .run(&pkg, &["publish", "--registry", "wharf", "--no-verify"])
+        .await?;
+
+    assert!(!ok);
+    for expected in [
+        "missing or empty metadata fields: description, license",
+        "[package]",
+        "description = \"",
+        "license = \"MIT OR Apache-2.0\"",
+        "license-file = \"LICENSE\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    Ok(())
+}

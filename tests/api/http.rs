@@ -1,6 +1,6 @@
-//! HTTP behaviour every route shares: `HEAD` answers like `GET` without a body, and
-//! `Strict-Transport-Security` under an https public URL. Requests go over a raw socket, so
-//! what is checked is exactly what the server writes.
+//! HTTP behaviour every route shares: `HEAD` answers like `GET` without a body,
+//! `Strict-Transport-Security` under an https public URL, and compressed request bodies are
+//! refused. Requests go over a raw socket, so what is checked is exactly what the server writes.
 
 use std::collections::BTreeMap;
 
@@ -197,8 +197,8 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
             "/login/github/callback",
             400,
         ),
-        case(("/me", ""), "/me", 303),
-        case(("/me", ""), "/me", 200).header("Cookie", &cookie),
+        case(("", "/me"), "/me", 303),
+        case(("", "/me"), "/me", 200).header("Cookie", &cookie),
         case((settings, "/tokens"), "/settings/tokens", 303),
         case((settings, "/tokens"), "/settings/tokens", 200).header("Cookie", &cookie),
         case(("", "/crates/{name}"), "/crates/headcheck", 200),
@@ -316,7 +316,7 @@ const EVERY_KIND_OF_RESPONSE: [(&str, &str); 10] = [
     ("GET", "/static/wharf.css"),
     ("GET", "/no/such/page"),
     ("GET", "/api/v1/no/such/call"),
-    ("GET", "/me"),
+    ("GET", "/settings/tokens"),
     ("GET", "/login/github/callback"),
     ("HEAD", "/"),
 ];
@@ -350,5 +350,53 @@ async fn strict_transport_security_is_sent_on_every_response_under_https_only() 
             "plain http: {method} {path}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn compressed_request_bodies_are_refused_with_a_clear_error() -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let plain = CrateBuilder::new("squeezed", "1.0.0").publish_body();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&plain)?;
+    let gzipped = encoder.finish()?;
+
+    let response = app
+        .client
+        .put(app.url("/api/v1/crates/new"))
+        .header("Authorization", &token)
+        .header("Content-Encoding", "gzip")
+        .body(gzipped)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 415);
+    let body: serde_json::Value = response.json().await?;
+    assert_eq!(
+        crate::support::detail(&body),
+        "this server does not take compressed request bodies (Content-Encoding: gzip); send the body uncompressed"
+    );
+
+    let response = app
+        .client
+        .post(app.url("/api/v1/trusted_publishing/tokens"))
+        .header("Content-Encoding", "br")
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 415);
+
+    let response = app
+        .client
+        .put(app.url("/api/v1/crates/new"))
+        .header("Authorization", &token)
+        .header("Content-Encoding", "identity")
+        .body(plain)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200, "identity is no encoding");
     Ok(())
 }

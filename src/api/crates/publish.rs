@@ -51,6 +51,7 @@ pub async fn publish(
 ) -> AppResult<HttpResponse> {
     let raw = RawToken::from_request(&req)?;
     let limits = app.config.limits.clone();
+    let required_metadata = app.config.required_metadata.clone();
     let mut body = Body::new(payload, limits.publish_queue_timeout);
 
     // The metadata names the crate, so the caller can be authorised before anything else.
@@ -58,7 +59,7 @@ pub async fn publish(
     // learns nothing about the body but its 403.
     let metadata = read_metadata(&mut body).await.and_then(|json| {
         let metadata = parse_metadata(&json).map_err(bad_request)?;
-        let validated = metadata.validate().map_err(bad_request)?;
+        let validated = metadata.validate(&required_metadata).map_err(bad_request)?;
         Ok((metadata, validated))
     });
     let name = metadata.as_ref().ok().map(|(_, v)| v.name.clone());

@@ -253,6 +253,42 @@ async fn garbage_and_truncated_bodies_are_refused() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_crate_without_description_or_license_publishes_under_the_default_settings()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let mut krate = CrateBuilder::new("bare", "0.1.0");
+    krate.description = None;
+    krate.license = None;
+
+    let response = app.publish(&token, &krate).await;
+
+    assert_eq!(response.status(), 200, "{}", response.text().await?);
+    assert_eq!(app.index_lines("bare").await[0]["vers"], "0.1.0");
+    Ok(())
+}
+
+#[tokio::test]
+async fn required_metadata_is_refused_naming_the_cargo_toml_keys_to_add() -> anyhow::Result<()> {
+    let app = TestApp::builder()
+        .set("required_metadata", "description, license,repository")
+        .spawn()
+        .await;
+    let token = app.token("alice");
+    let mut krate = CrateBuilder::new("bare", "0.1.0");
+    krate.description = None;
+    krate.license = None;
+
+    let response = app.publish(&token, &krate).await;
+
+    assert_eq!(response.status(), 400);
+    insta::assert_json_snapshot!(response.json::<serde_json::Value>().await?);
+    let (status, _) = app.get_json("/api/v1/crates/bare").await;
+    assert_eq!(status, 404, "nothing was recorded");
+    Ok(())
+}
+
+#[tokio::test]
 async fn dependencies_on_unknown_crates_of_this_registry_are_refused() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     let token = app.token("alice");

@@ -122,7 +122,11 @@ async fn logging_out_needs_the_csrf_token_and_ends_the_session() -> anyhow::Resu
     assert_eq!(out.status, 303);
     let me = web.get("/me").await?;
     assert_eq!(me.status, 303);
-    assert_eq!(me.location(), Some("/login?next=%2Fme"));
+    assert_eq!(
+        me.location(),
+        Some("/login?next=%2Fsettings%2Ftokens"),
+        "an anonymous /me logs in towards token creation"
+    );
     Ok(())
 }
 

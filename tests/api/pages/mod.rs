@@ -6,6 +6,7 @@ mod crate_page;
 mod history;
 mod home;
 mod login;
+mod me;
 mod sessions;
 mod settings;
 mod tokens;

@@ -9,6 +9,7 @@
 
 pub mod crates;
 pub mod gnu_tar;
+pub mod process;
 pub mod raw_http;
 pub mod tmpfs;
 pub mod web_client;

@@ -182,7 +182,16 @@ impl WebClient {
 /// Starts the GitHub login; answers the fake's authorize page (as `login`); returns the
 /// callback URL GitHub sends the browser back to.
 pub async fn authorize_at_github(web: &WebClient, login: &str) -> anyhow::Result<String> {
-    let start = web.get("/login/github?next=/me").await?;
+    authorize_at_github_from(web, "/login/github?next=/me", login).await
+}
+
+/// [`authorize_at_github`], starting at `start` (the login page's link).
+pub async fn authorize_at_github_from(
+    web: &WebClient,
+    start: &str,
+    login: &str,
+) -> anyhow::Result<String> {
+    let start = web.get(start).await?;
     anyhow::ensure!(start.status == 303, "login start: {}", start.status);
     let authorize_url = start.location().context("a redirect to GitHub")?.to_owned();
     let plain = reqwest::Client::builder()
