@@ -768,6 +768,147 @@ mod tests {
         Ok(())
     }
 
+    fn s3_of(config: &Config) -> &S3Config {
+        match &config.storage {
+            StorageConfig::S3(s3) => s3,
+            other => panic!("expected S3 storage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_storage_url_selects_a_bucket_and_a_prefix() -> anyhow::Result<()> {
+        let configured = config(&[
+            ("storage_url", "s3://crates.example/registry/prod/"),
+            ("s3_endpoint", "https://garage.example.com:3900/"),
+            ("aws_access_key_id", "GK31c2f218a2e44f485b94239e"),
+            ("aws_secret_access_key", "very-secret"),
+            ("aws_region", "garage"),
+            ("s3_presigned_downloads", "15m"),
+        ])?;
+        let s3 = s3_of(&configured);
+        assert_eq!(s3.bucket, "crates.example");
+        assert_eq!(s3.prefix.as_deref(), Some("registry/prod"));
+        assert_eq!(
+            s3.endpoint.as_deref(),
+            Some("https://garage.example.com:3900")
+        );
+        assert_eq!(s3.region.as_deref(), Some("garage"));
+        assert_eq!(s3.presigned_downloads, Some(Duration::from_secs(900)));
+        assert_eq!(
+            configured.storage.to_string(),
+            "s3://crates.example/registry/prod at https://garage.example.com:3900"
+        );
+        let debug = format!("{configured:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(!debug.contains("GK31c2f218a2e44f485b94239e"), "{debug}");
+
+        let plain = config(&[("storage_url", "s3://wharf")])?;
+        let s3 = s3_of(&plain);
+        assert_eq!((s3.prefix.as_deref(), s3.endpoint.as_deref()), (None, None));
+        assert!(s3.credentials.is_none() && s3.presigned_downloads.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_storage_settings_are_refused_saying_what_to_set() {
+        for (pairs, expected) in [
+            (
+                &[("storage_url", "https://s3.amazonaws.com/bucket")][..],
+                "WHARF_STORAGE_URL must look like s3://BUCKET or s3://BUCKET/PREFIX",
+            ),
+            (
+                &[("storage_url", "s3://Bad_Bucket")],
+                "`Bad_Bucket` is not a bucket name",
+            ),
+            (&[("storage_url", "s3://ab")], "`ab` is not a bucket name"),
+            (
+                &[("storage_url", "s3://key:secret@bucket")],
+                "credentials go in AWS_ACCESS_KEY_ID",
+            ),
+            (
+                &[("storage_url", "s3://bucket/a//b")],
+                "must be folder names",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("storage_dir", "/srv/crates"),
+                ],
+                "set WHARF_STORAGE_DIR (crate files in a folder) or WHARF_STORAGE_URL",
+            ),
+            (
+                &[("s3_endpoint", "https://s3.example.com")],
+                "WHARF_S3_ENDPOINT is set, but WHARF_STORAGE_URL is not",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("s3_endpoint", "http://minio.example.com:9000"),
+                ],
+                "WHARF_S3_ENDPOINT: `http://minio.example.com:9000` must be an https:// URL (http:// is allowed only on a loopback host)",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("aws_access_key_id", "AKIA"),
+                ],
+                "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("s3_presigned_downloads", "8d"),
+                ],
+                "WHARF_S3_PRESIGNED_DOWNLOADS: `8d` is not a duration from 1m to 7d",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("s3_presigned_downloads", "yes"),
+                ],
+                "WHARF_S3_PRESIGNED_DOWNLOADS: `yes` is not a duration",
+            ),
+        ] {
+            let err = config(pairs).map(|_| ()).expect_err("refused");
+            let message = format!("{err:#}");
+            assert!(message.contains(expected), "{pairs:?}: {message}");
+        }
+        assert!(
+            config(&[
+                ("storage_url", "s3://bucket"),
+                ("s3_endpoint", "http://127.0.0.1:9000")
+            ])
+            .is_ok(),
+            "plain http on loopback"
+        );
+    }
+
+    #[test]
+    fn aws_credentials_come_from_the_standard_variables() -> anyhow::Result<()> {
+        let mut raw = RawSettings::from_toml_str(
+            "storage_url = \"s3://bucket\"\naws_region = \"eu-west-1\"",
+        )?;
+        raw.merge_env([
+            ("AWS_ACCESS_KEY_ID".to_owned(), "AKIAEXAMPLE".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "secret".to_owned()),
+            ("AWS_SESSION_TOKEN".to_owned(), "session".to_owned()),
+            ("AWS_DEFAULT_REGION".to_owned(), "us-west-2".to_owned()),
+            ("WHARF_AWS_REGION".to_owned(), "ignored".to_owned()),
+            ("AWS_PROFILE".to_owned(), "ignored".to_owned()),
+        ]);
+        let config = Config::from_settings(&raw)?;
+        let s3 = s3_of(&config);
+        let credentials = s3.credentials.as_ref().expect("static credentials");
+        assert_eq!(credentials.access_key_id, "AKIAEXAMPLE");
+        assert_eq!(credentials.secret_access_key.expose(), "secret");
+        assert_eq!(
+            credentials.session_token.as_ref().map(Secret::expose),
+            Some("session")
+        );
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"), "AWS_REGION wins");
+        Ok(())
+    }
+
     #[test]
     fn audience_omits_the_default_port() -> anyhow::Result<()> {
         let config = config(&[("public_url", "https://crates.example.com")])?;
