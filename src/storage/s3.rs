@@ -5,8 +5,8 @@
 //! The HTTP client has no overall timeout, because a download streams for as long as the
 //! client takes to read it; every call gets its own deadline here instead: a probe 5 s, the
 //! answer to a read 30 s (its body then flows at the client's pace, and stops when the client
-//! goes away), an upload 30 s plus a second per MiB (it runs inside the publish's database
-//! transaction, which must not wait for long). A failed request is retried a few times within
+//! goes away), an upload 10 s plus a second per MiB (it runs inside the publish's database
+//! transaction, which holds the crate's rows — on SQLite the write lock — until it ends). A failed request is retried a few times within
 //! those deadlines.
 
 use std::time::Duration;
@@ -30,7 +30,7 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a read may take to start answering.
 const READ_DEADLINE: Duration = Duration::from_secs(30);
 /// How long an upload may take: this, plus [`UPLOAD_SECONDS_PER_MIB`] for each MiB.
-const UPLOAD_DEADLINE: Duration = Duration::from_secs(30);
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(10);
 const UPLOAD_SECONDS_PER_MIB: u64 = 1;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn uploads_get_more_time_for_bigger_files() {
-        assert_eq!(upload_deadline(1000), Duration::from_secs(30));
-        assert_eq!(upload_deadline(10 * 1024 * 1024), Duration::from_secs(40));
+        assert_eq!(upload_deadline(1000), Duration::from_secs(10));
+        assert_eq!(upload_deadline(10 * 1024 * 1024), Duration::from_secs(20));
     }
 }
