@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
-use crate::storage::{FsStorage, STALE_TEMP_FILE_AGE, Storage};
+use crate::storage::{self, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
 pub struct App {
@@ -66,17 +66,7 @@ impl App {
         if applied > 0 {
             tracing::info!(migrations = applied, "database migrated");
         }
-        let storage = FsStorage::new(&config.storage_dir).with_context(|| {
-            format!(
-                "cannot create the storage folder {}",
-                config.storage_dir.display()
-            )
-        })?;
-        match storage.remove_stale_temp_files(STALE_TEMP_FILE_AGE) {
-            Ok(0) => {}
-            Ok(files) => tracing::info!(files, "removed temporary files a crash left in storage"),
-            Err(error) => tracing::warn!(%error, "cannot clean temporary files from storage"),
-        }
+        let storage = storage::open(&config.storage)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
@@ -99,7 +89,7 @@ impl App {
         Ok(Self {
             config,
             db,
-            storage: Arc::new(storage),
+            storage,
             http,
             verifier,
             publish_slots,

@@ -35,7 +35,7 @@ pub enum Command {
     Serve,
     /// Run pending migrations and exit.
     Migrate,
-    /// Administration: users and API tokens.
+    /// Administration: users, API tokens, consistency checks.
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Try Wharf locally: starts a fake identity provider (GitHub login and REST API, GitHub
@@ -59,6 +59,10 @@ pub enum AdminCommand {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Check that every version's .crate file is in storage with its checksum, and that every
+    /// crate's index file agrees with the database. Prints one line per problem and exits
+    /// non-zero if there is any.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +149,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (id, token) = create_token(&db, &args)?;
             println!("created token {id} for {}", args.user);
             println!("{token}");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Check) => {
+            let db = Database::connect(&config.database)?;
+            db.migrate()?;
+            let storage = crate::storage::open(&config.storage)?;
+            println!(
+                "checking the crate storage ({}) against the database",
+                config.storage
+            );
+            let summary = crate::check::run(&db, storage.as_ref(), |problem| {
+                println!("{problem}");
+            })
+            .await?;
+            println!("{summary}");
+            if summary.problems > 0 {
+                bail!(
+                    "{} problem(s) found; each is listed above with what to do",
+                    summary.problems
+                );
+            }
             Ok(())
         }
         Command::Admin(AdminCommand::Token(TokenCommand::Revoke { id })) => {

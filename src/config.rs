@@ -21,6 +21,19 @@ pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
 /// The longest a login may last.
 pub const MAX_SESSION_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
+/// The standard AWS variables that configure S3 credentials and the region, read under their
+/// own names (no `WHARF_` prefix); a `wharf.toml` may set them in lower case too.
+const AWS_KEYS: &[&str] = &[
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
+    "aws_default_region",
+];
+
+/// The longest a presigned download URL may stay valid (SigV4's limit).
+pub const MAX_PRESIGNED_DOWNLOAD_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// The keys Wharf reads, in lower case; `WHARF_` + upper case in the environment.
 const KEYS: &[&str] = &[
     "bind",
@@ -29,6 +42,9 @@ const KEYS: &[&str] = &[
     "database_url",
     "database_pool_size",
     "storage_dir",
+    "storage_url",
+    "s3_endpoint",
+    "s3_presigned_downloads",
     "session_key",
     "session_ttl",
     "github_client_id",
@@ -57,7 +73,8 @@ pub struct Config {
     pub public_url_derived: bool,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
-    pub storage_dir: PathBuf,
+    /// Where `.crate` files are kept.
+    pub storage: StorageConfig,
     /// `None`: generated once and kept in the data dir (see [`crate::startup`]).
     pub session_key: Option<Secret>,
     /// How long a login lasts (checked by the server; the cookie expires with it).
@@ -75,6 +92,63 @@ pub struct DatabaseConfig {
     /// May carry a password, so it is kept secret.
     pub url: Secret,
     pub pool_size: u32,
+}
+
+/// Where `.crate` files are kept: a folder (`WHARF_STORAGE_DIR`), or an S3-compatible bucket
+/// (`WHARF_STORAGE_URL=s3://…`).
+#[derive(Clone, Debug)]
+pub enum StorageConfig {
+    Fs { dir: PathBuf },
+    S3(S3Config),
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Prepended (with a `/`) to every key; no leading or trailing `/`.
+    pub prefix: Option<String>,
+    /// An S3-compatible server; `None` is AWS.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); `None` leaves it to the client (us-east-1).
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; `None` leaves it to the AWS credential
+    /// chain of the environment (web identity, ECS/EKS container credentials, instance
+    /// metadata).
+    pub credentials: Option<S3Credentials>,
+    /// Downloads redirect to a presigned URL valid this long; `None` streams them.
+    pub presigned_downloads: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key id is not a secret, but it is not needed in logs either.
+        f.write_str("[static credentials]")
+    }
+}
+
+impl fmt::Display for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageConfig::Fs { dir } => write!(f, "{}", dir.display()),
+            StorageConfig::S3(s3) => {
+                write!(f, "s3://{}", s3.bucket)?;
+                if let Some(prefix) = &s3.prefix {
+                    write!(f, "/{prefix}")?;
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    write!(f, " at {endpoint}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -145,7 +219,7 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url.as_str())
             .field("data_dir", &self.data_dir)
             .field("database", &self.database.backend_name())
-            .field("storage_dir", &self.storage_dir)
+            .field("storage", &self.storage)
             .field("github_login", &self.github.oauth.is_some())
             .field("trustpub", &self.trustpub)
             .field("limits", &self.limits)
@@ -201,10 +275,11 @@ impl RawSettings {
         let table: toml::Table = toml::from_str(text).context("invalid TOML")?;
         let mut raw = Self::default();
         for (key, value) in table {
-            if !KEYS.contains(&key.as_str()) {
+            if !KEYS.contains(&key.as_str()) && !AWS_KEYS.contains(&key.as_str()) {
                 bail!(
-                    "unknown configuration key `{key}` (known keys: {})",
-                    KEYS.join(", ")
+                    "unknown configuration key `{key}` (known keys: {}, {})",
+                    KEYS.join(", "),
+                    AWS_KEYS.join(", ")
                 );
             }
             let value = match value {
@@ -228,6 +303,11 @@ impl RawSettings {
 
     pub fn merge_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
         for (name, value) in vars {
+            let standard = name.to_ascii_lowercase();
+            if name.starts_with("AWS_") && AWS_KEYS.contains(&standard.as_str()) {
+                self.0.insert(standard, value);
+                continue;
+            }
             if let Some(key) = name.strip_prefix("WHARF_") {
                 let key = key.to_ascii_lowercase();
                 if KEYS.contains(&key.as_str()) {
@@ -297,10 +377,7 @@ impl Config {
             None => 16,
         };
 
-        let storage_dir = raw
-            .get("storage_dir")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("crates"));
+        let storage = storage_config(raw, &data_dir)?;
 
         let session_key = raw.get("session_key").map(Secret::new);
         let session_ttl = match raw.get("session_ttl") {
@@ -421,7 +498,7 @@ impl Config {
                 url: Secret::new(database_url),
                 pool_size,
             },
-            storage_dir,
+            storage,
             session_key,
             session_ttl,
             github,
@@ -461,6 +538,129 @@ impl Config {
     }
 }
 
+/// `WHARF_STORAGE_URL` (`s3://BUCKET[/PREFIX]`) with its S3 settings, or else the folder
+/// `WHARF_STORAGE_DIR`.
+fn storage_config(raw: &RawSettings, data_dir: &Path) -> anyhow::Result<StorageConfig> {
+    let Some(url) = raw.get("storage_url") else {
+        for key in ["s3_endpoint", "s3_presigned_downloads"] {
+            if raw.contains(key) {
+                bail!(
+                    "WHARF_{} is set, but WHARF_STORAGE_URL is not: set WHARF_STORAGE_URL=s3://BUCKET[/PREFIX] to keep crate files in object storage, or unset WHARF_{}",
+                    key.to_ascii_uppercase(),
+                    key.to_ascii_uppercase()
+                );
+            }
+        }
+        let dir = raw
+            .get("storage_dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("crates"));
+        return Ok(StorageConfig::Fs { dir });
+    };
+    if raw.contains("storage_dir") {
+        bail!(
+            "set WHARF_STORAGE_DIR (crate files in a folder) or WHARF_STORAGE_URL (crate files in object storage), not both"
+        );
+    }
+    let (bucket, prefix) = parse_storage_url(url)?;
+    let endpoint = raw
+        .get("s3_endpoint")
+        .map(|endpoint| check_https_or_loopback("WHARF_S3_ENDPOINT", endpoint))
+        .transpose()?;
+    let region = raw
+        .get("aws_region")
+        .or_else(|| raw.get("aws_default_region"))
+        .map(|region| region.trim().to_owned());
+    let credentials = match (
+        raw.get("aws_access_key_id"),
+        raw.get("aws_secret_access_key"),
+    ) {
+        (Some(id), Some(secret)) => Some(S3Credentials {
+            access_key_id: id.trim().to_owned(),
+            secret_access_key: Secret::new(secret.trim()),
+            session_token: raw.get("aws_session_token").map(Secret::new),
+        }),
+        (None, None) => None,
+        _ => bail!(
+            "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the object storage, or neither (to use the credentials of the environment: an IAM role of the instance or container)"
+        ),
+    };
+    let presigned_downloads = raw
+        .get("s3_presigned_downloads")
+        .map(|ttl| {
+            humantime::parse_duration(ttl.trim())
+                .ok()
+                .filter(|ttl| (Duration::from_secs(60)..=MAX_PRESIGNED_DOWNLOAD_TTL).contains(ttl))
+                .with_context(|| {
+                    format!(
+                        "WHARF_S3_PRESIGNED_DOWNLOADS: `{ttl}` is not a duration from 1m to 7d, such as 15m (how long a download's presigned URL stays valid); unset it to stream downloads through Wharf"
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(StorageConfig::S3(S3Config {
+        bucket,
+        prefix,
+        endpoint,
+        region,
+        credentials,
+        presigned_downloads,
+    }))
+}
+
+/// `s3://BUCKET[/PREFIX]` → the bucket and the prefix (without surrounding `/`).
+fn parse_storage_url(value: &str) -> anyhow::Result<(String, Option<String>)> {
+    let expected = "WHARF_STORAGE_URL must look like s3://BUCKET or s3://BUCKET/PREFIX";
+    let url = Url::parse(value.trim()).with_context(|| format!("{expected}, not `{value}`"))?;
+    if url.scheme() != "s3" {
+        bail!(
+            "{expected}, not `{value}` (only S3-compatible object storage is supported; for a folder, set WHARF_STORAGE_DIR instead)"
+        );
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.port().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        bail!(
+            "{expected}, not `{value}`: credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the server in WHARF_S3_ENDPOINT"
+        );
+    }
+    let bucket = url.host_str().unwrap_or_default();
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_bucket {
+        bail!(
+            "WHARF_STORAGE_URL: `{bucket}` is not a bucket name (3 to 63 lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit)"
+        );
+    }
+    let path = url.path().trim_matches('/');
+    let prefix = if path.is_empty() {
+        None
+    } else {
+        let valid = path.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+        if !valid {
+            bail!(
+                "WHARF_STORAGE_URL: the prefix `{path}` must be folder names (ASCII letters, digits, `-`, `_`, `.`) separated by single `/`, without `.` or `..`"
+            );
+        }
+        Some(path.to_owned())
+    };
+    Ok((bucket.to_owned(), prefix))
+}
+
 fn parse_url(name: &str, value: &str) -> anyhow::Result<Url> {
     Url::parse(value).with_context(|| format!("{name}: `{value}` is not a URL"))
 }
@@ -484,11 +684,17 @@ fn parse_size(name: &str, value: &str) -> anyhow::Result<u64> {
 
 /// An issuer must be `https://`, or `http://` on a loopback host (for tests and local trials).
 pub fn check_issuer(name: &str, value: &str) -> anyhow::Result<String> {
+    check_https_or_loopback(name, value)
+}
+
+/// A URL of a server Wharf talks to (an issuer, an S3 endpoint): `https://`, or `http://` on a
+/// loopback host (for tests and local trials). Returned without a trailing `/`.
+pub fn check_https_or_loopback(name: &str, value: &str) -> anyhow::Result<String> {
     let url = parse_url(name, value)?;
-    let issuer = value.trim_end_matches('/').to_owned();
+    let trimmed = value.trim_end_matches('/').to_owned();
     match url.scheme() {
-        "https" => Ok(issuer),
-        "http" if is_loopback(&url) => Ok(issuer),
+        "https" => Ok(trimmed),
+        "http" if is_loopback(&url) => Ok(trimmed),
         _ => bail!(
             "{name}: `{value}` must be an https:// URL (http:// is allowed only on a loopback host)"
         ),
@@ -525,7 +731,9 @@ mod tests {
             config.database.url.expose(),
             "sqlite://./wharf-data/wharf.db"
         );
-        assert_eq!(config.storage_dir, PathBuf::from("./wharf-data/crates"));
+        assert!(
+            matches!(&config.storage, StorageConfig::Fs { dir } if dir == Path::new("./wharf-data/crates"))
+        );
         assert_eq!(config.trustpub.audience, "127.0.0.1:8080");
         assert_eq!(config.trustpub.token_ttl, Duration::from_secs(1800));
         assert_eq!(config.session_ttl, Duration::from_secs(14 * 24 * 60 * 60));
@@ -557,6 +765,147 @@ mod tests {
             Config::from_settings(&raw)?.required_metadata,
             RequiredMetadata::new([MetadataField::Description, MetadataField::Readme])
         );
+        Ok(())
+    }
+
+    fn s3_of(config: &Config) -> &S3Config {
+        match &config.storage {
+            StorageConfig::S3(s3) => s3,
+            other => panic!("expected S3 storage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_storage_url_selects_a_bucket_and_a_prefix() -> anyhow::Result<()> {
+        let configured = config(&[
+            ("storage_url", "s3://crates.example/registry/prod/"),
+            ("s3_endpoint", "https://garage.example.com:3900/"),
+            ("aws_access_key_id", "GK31c2f218a2e44f485b94239e"),
+            ("aws_secret_access_key", "very-secret"),
+            ("aws_region", "garage"),
+            ("s3_presigned_downloads", "15m"),
+        ])?;
+        let s3 = s3_of(&configured);
+        assert_eq!(s3.bucket, "crates.example");
+        assert_eq!(s3.prefix.as_deref(), Some("registry/prod"));
+        assert_eq!(
+            s3.endpoint.as_deref(),
+            Some("https://garage.example.com:3900")
+        );
+        assert_eq!(s3.region.as_deref(), Some("garage"));
+        assert_eq!(s3.presigned_downloads, Some(Duration::from_secs(900)));
+        assert_eq!(
+            configured.storage.to_string(),
+            "s3://crates.example/registry/prod at https://garage.example.com:3900"
+        );
+        let debug = format!("{configured:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(!debug.contains("GK31c2f218a2e44f485b94239e"), "{debug}");
+
+        let plain = config(&[("storage_url", "s3://wharf")])?;
+        let s3 = s3_of(&plain);
+        assert_eq!((s3.prefix.as_deref(), s3.endpoint.as_deref()), (None, None));
+        assert!(s3.credentials.is_none() && s3.presigned_downloads.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_storage_settings_are_refused_saying_what_to_set() {
+        for (pairs, expected) in [
+            (
+                &[("storage_url", "https://s3.amazonaws.com/bucket")][..],
+                "WHARF_STORAGE_URL must look like s3://BUCKET or s3://BUCKET/PREFIX",
+            ),
+            (
+                &[("storage_url", "s3://Bad_Bucket")],
+                "`Bad_Bucket` is not a bucket name",
+            ),
+            (&[("storage_url", "s3://ab")], "`ab` is not a bucket name"),
+            (
+                &[("storage_url", "s3://key:secret@bucket")],
+                "credentials go in AWS_ACCESS_KEY_ID",
+            ),
+            (
+                &[("storage_url", "s3://bucket/a//b")],
+                "must be folder names",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("storage_dir", "/srv/crates"),
+                ],
+                "set WHARF_STORAGE_DIR (crate files in a folder) or WHARF_STORAGE_URL",
+            ),
+            (
+                &[("s3_endpoint", "https://s3.example.com")],
+                "WHARF_S3_ENDPOINT is set, but WHARF_STORAGE_URL is not",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("s3_endpoint", "http://minio.example.com:9000"),
+                ],
+                "WHARF_S3_ENDPOINT: `http://minio.example.com:9000` must be an https:// URL (http:// is allowed only on a loopback host)",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("aws_access_key_id", "AKIA"),
+                ],
+                "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("s3_presigned_downloads", "8d"),
+                ],
+                "WHARF_S3_PRESIGNED_DOWNLOADS: `8d` is not a duration from 1m to 7d",
+            ),
+            (
+                &[
+                    ("storage_url", "s3://bucket"),
+                    ("s3_presigned_downloads", "yes"),
+                ],
+                "WHARF_S3_PRESIGNED_DOWNLOADS: `yes` is not a duration",
+            ),
+        ] {
+            let err = config(pairs).map(|_| ()).expect_err("refused");
+            let message = format!("{err:#}");
+            assert!(message.contains(expected), "{pairs:?}: {message}");
+        }
+        assert!(
+            config(&[
+                ("storage_url", "s3://bucket"),
+                ("s3_endpoint", "http://127.0.0.1:9000")
+            ])
+            .is_ok(),
+            "plain http on loopback"
+        );
+    }
+
+    #[test]
+    fn aws_credentials_come_from_the_standard_variables() -> anyhow::Result<()> {
+        let mut raw = RawSettings::from_toml_str(
+            "storage_url = \"s3://bucket\"\naws_region = \"eu-west-1\"",
+        )?;
+        raw.merge_env([
+            ("AWS_ACCESS_KEY_ID".to_owned(), "AKIAEXAMPLE".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "secret".to_owned()),
+            ("AWS_SESSION_TOKEN".to_owned(), "session".to_owned()),
+            ("AWS_DEFAULT_REGION".to_owned(), "us-west-2".to_owned()),
+            ("WHARF_AWS_REGION".to_owned(), "ignored".to_owned()),
+            ("AWS_PROFILE".to_owned(), "ignored".to_owned()),
+        ]);
+        let config = Config::from_settings(&raw)?;
+        let s3 = s3_of(&config);
+        let credentials = s3.credentials.as_ref().expect("static credentials");
+        assert_eq!(credentials.access_key_id, "AKIAEXAMPLE");
+        assert_eq!(credentials.secret_access_key.expose(), "secret");
+        assert_eq!(
+            credentials.session_token.as_ref().map(Secret::expose),
+            Some("session")
+        );
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"), "AWS_REGION wins");
         Ok(())
     }
 

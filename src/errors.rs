@@ -11,6 +11,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::storage::StorageError;
+
 pub type AppResult<T> = Result<T, AppError>;
 
 pub enum AppError {
@@ -150,13 +152,47 @@ impl From<std::io::Error> for AppError {
             error.kind(),
             ErrorKind::StorageFull | ErrorKind::QuotaExceeded
         ) {
-            tracing::error!(error = %error, "the storage is full");
-            return client(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "the registry's storage is full; try again later, and tell the registry's operator",
-            );
+            return StorageError::Full(error).into();
         }
         AppError::Internal(error.into())
+    }
+}
+
+/// The storage's outages are the operator's to fix, and usually pass: a full storage is 507,
+/// one that does not answer (or refuses) is 503, with the cause logged and not shown.
+impl From<StorageError> for AppError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Full(cause) => {
+                tracing::error!(error = %cause, "the storage is full");
+                client(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the registry's storage is full; try again later, and tell the registry's operator",
+                )
+            }
+            StorageError::Unavailable(cause) => {
+                tracing::error!(error = %DisplayChain(cause.as_ref()), "the storage is unavailable");
+                service_unavailable(
+                    "the registry's storage is not available right now; try again in a few minutes, and tell the registry's operator if it goes on",
+                )
+            }
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated.
+pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

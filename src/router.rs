@@ -8,6 +8,7 @@ use crate::pages;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(api::health::health))
+        .route("/ready", web::get().to(api::health::ready))
         .service(
             web::scope("/index")
                 .route("/config.json", web::get().to(api::index::config_json))

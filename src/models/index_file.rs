@@ -55,17 +55,8 @@ pub fn rebuild(
     crate_name: &str,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    let versions = Version::for_crate(conn, crate_id)?;
-    let lines = versions
-        .iter()
-        .map(|v| index_line(crate_name, v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
-    let content = render_index_file(&lines);
-    let etag = format!(
-        "\"{}\"",
-        &hex::encode(Sha256::digest(content.as_bytes()))[..32]
-    );
+    let content = render(conn, crate_id, crate_name)?;
+    let etag = etag_of(&content);
     let updated = diesel::update(index_files::table.find(crate_id))
         .set((
             index_files::content.eq(&content),
@@ -84,6 +75,25 @@ pub fn rebuild(
             .execute(conn)?;
     }
     Ok(())
+}
+
+/// The crate's index file as its versions in the database make it (what [`rebuild`] stores).
+pub fn render(conn: &mut DbConn, crate_id: i64, crate_name: &str) -> QueryResult<String> {
+    let versions = Version::for_crate(conn, crate_id)?;
+    let lines = versions
+        .iter()
+        .map(|v| index_line(crate_name, v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+    Ok(render_index_file(&lines))
+}
+
+/// The `ETag` of an index file with this content.
+pub fn etag_of(content: &str) -> String {
+    format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(content.as_bytes()))[..32]
+    )
 }
 
 fn index_line(crate_name: &str, v: &Version) -> Result<IndexLine, serde_json::Error> {

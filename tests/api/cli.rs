@@ -112,6 +112,7 @@ fn help_works_everywhere() -> anyhow::Result<()> {
         &["serve", "--help"],
         &["admin", "token", "create", "--help"],
         &["admin", "user", "add", "--help"],
+        &["admin", "check", "--help"],
     ] {
         let out = wharf(dir.path(), args);
         assert!(out.status.success(), "{args:?}");

@@ -145,6 +145,7 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
     let crate_settings = "/crates/{name}/settings";
     let cases = vec![
         case(("", "/health"), "/health", 200),
+        case(("", "/ready"), "/ready", 200),
         case((index_scope, "/config.json"), "/index/config.json", 200),
         case((index_scope, "/{path:.+}"), index.as_str(), 200),
         case((index_scope, "/{path:.+}"), index.as_str(), 304).header("If-None-Match", &etag),

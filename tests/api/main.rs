@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod admin_check;
 mod cli;
 mod crates;
 mod credential_provider;
@@ -13,6 +14,7 @@ mod health;
 mod http;
 mod index;
 mod pages;
+mod s3;
 mod startup;
 mod support;
 mod trustpub;

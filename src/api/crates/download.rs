@@ -1,3 +1,4 @@
+use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
@@ -7,13 +8,15 @@ use crate::errors::{AppResult, internal, not_found};
 use crate::models::Version;
 use crate::storage::crate_key;
 
-/// `GET /api/v1/crates/{name}/{version}/download`: the `.crate` file.
+/// `GET /api/v1/crates/{name}/{version}/download`: the `.crate` file, streamed from storage as
+/// it is read (never buffered whole), or a redirect to a presigned URL of the object store when
+/// `WHARF_S3_PRESIGNED_DOWNLOADS` is set.
 pub async fn download(
     app: web::Data<App>,
     path: web::Path<(String, String)>,
 ) -> AppResult<HttpResponse> {
     let (name, num) = path.into_inner();
-    let (file_name, key) = app
+    let (file_name, key, size) = app
         .db
         .run(move |conn| {
             let krate = find_crate(conn, &name)?;
@@ -23,19 +26,29 @@ pub async fn download(
             Ok((
                 format!("{}-{}.crate", krate.name, version.num),
                 crate_key(&krate.canonical_name, &krate.name, &version.num),
+                version.crate_size,
             ))
         })
         .await?;
-    // Read the file without holding a database connection.
-    let storage = app.storage.clone();
-    let bytes = web::block(move || -> AppResult<Vec<u8>> {
-        storage.get(&key)?.ok_or_else(|| {
-            internal(anyhow::anyhow!(
-                "a published crate file is missing from storage ({key})"
-            ))
-        })
-    })
-    .await??;
+    // The storage is read without holding a database connection.
+    if let Some(url) = app.storage.download_url(&key).await? {
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url.as_str()))
+            // The URL expires; the redirect must not outlive it in a cache.
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
+    let object = app.storage.open(&key).await?.ok_or_else(|| {
+        internal(anyhow::anyhow!(
+            "a published crate file is missing from storage ({key}); `wharf admin check` lists every such problem"
+        ))
+    })?;
+    if i64::try_from(object.size).ok() != Some(size) {
+        return Err(internal(anyhow::anyhow!(
+            "the stored crate file {key} has {} bytes, but {size} were published; `wharf admin check` lists every such problem",
+            object.size
+        )));
+    }
     Ok(HttpResponse::Ok()
         .content_type("application/gzip")
         .insert_header((
@@ -43,5 +56,5 @@ pub async fn download(
             format!("attachment; filename=\"{file_name}\""),
         ))
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .body(bytes))
+        .body(SizedStream::new(object.size, object.stream)))
 }

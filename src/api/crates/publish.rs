@@ -41,7 +41,7 @@ use crate::registry::publish::{
 };
 use crate::registry::tarball::verify_tarball;
 use crate::schema::crates;
-use crate::storage::crate_key;
+use crate::storage::{Storage, crate_key, put_blocking};
 use crate::tokens::EndpointScope;
 
 pub async fn publish(
@@ -368,7 +368,7 @@ fn record_publish(
     conn: &mut DbConn,
     auth: &Authenticated,
     c: &Checked,
-    storage: &dyn crate::storage::Storage,
+    storage: &dyn Storage,
     now: chrono::NaiveDateTime,
 ) -> AppResult<()> {
     let name = c.name.as_str();
@@ -468,9 +468,12 @@ fn record_publish(
         }
     })?;
 
-    storage.put(
+    // Only now, with the version row inserted (a concurrent publish of the same version waits
+    // on it), is the file stored; a failure rolls the row back.
+    put_blocking(
+        storage,
         &crate_key(&krate.canonical_name, &krate.name, &version.num),
-        &c.tarball,
+        c.tarball.clone(),
     )?;
     index_file::rebuild(conn, krate.id, &krate.name, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::crates::{dep_json, publish_body};
+use crate::support::crates::{dep_json, noise, publish_body};
 use crate::support::fake_idp::{FakeIdp, Provider};
 use crate::support::raw_http::answer_to_partial_put;
 use crate::support::tmpfs::SmallTmpfs;
@@ -608,19 +608,6 @@ async fn an_upload_that_stalls_is_cut_off_and_frees_its_slot() -> anyhow::Result
     );
     app.publish_ok(&token, &krate).await;
     Ok(())
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -173,11 +173,10 @@ async fn every_accepted_fixture_is_listed_by_gnu_tar_exactly_as_the_verifier_che
             .bytes()
             .await?;
         let name = CrateName::parse(&krate.name)?;
-        let stored = std::fs::read(app.config().storage_dir.join(crate_key(
-            &name.canonical(),
-            &krate.name,
-            &krate.version,
-        )))?;
+        let stored = app
+            .stored(&crate_key(&name.canonical(), &krate.name, &krate.version))
+            .await?
+            .expect("the crate file is stored");
         assert_eq!(stored, tarball, "{what}: stored as uploaded");
         assert_eq!(&downloaded[..], &stored[..], "{what}: served as stored");
 

@@ -152,3 +152,16 @@ pub fn publish_body(metadata: &Value, tarball: &[u8]) -> Vec<u8> {
     body.write_all(tarball).expect("write");
     body
 }
+
+/// Bytes that do not compress.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

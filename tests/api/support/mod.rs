@@ -11,6 +11,7 @@ pub mod crates;
 pub mod gnu_tar;
 pub mod process;
 pub mod raw_http;
+pub mod s3;
 pub mod tmpfs;
 pub mod web_client;
 
@@ -25,7 +26,7 @@ use diesel::{Connection, RunQueryDsl};
 use serde_json::Value;
 use wharf::app::App;
 use wharf::cli::{TokenCreate, UserAdd, add_user, create_token};
-use wharf::config::{Config, RawSettings};
+use wharf::config::{Config, RawSettings, StorageConfig};
 use wharf::startup::Application;
 
 pub use self::crates::CrateBuilder;
@@ -50,7 +51,18 @@ impl Drop for TestApp {
 pub struct TestAppBuilder {
     settings: RawSettings,
     /// Another instance whose database and storage this one shares.
-    shared_database: Option<(String, std::path::PathBuf)>,
+    shared_database: Option<(String, StorageConfig)>,
+    storage: TestStorage,
+}
+
+/// Where a test server keeps crate files.
+enum TestStorage {
+    /// A folder in the test's data dir, unless `WHARF_TEST_STORAGE=s3` asks for a bucket (so
+    /// that the whole suite can run against object storage), or the test set a storage.
+    Default,
+    /// A fresh bucket on the S3 server of `WHARF_TEST_S3_ENDPOINT`, reached at `via` (that
+    /// server itself, or a proxy in front of it).
+    S3 { via: Option<String> },
 }
 
 impl TestApp {
@@ -58,6 +70,7 @@ impl TestApp {
         TestAppBuilder {
             settings: RawSettings::default(),
             shared_database: None,
+            storage: TestStorage::Default,
         }
     }
 
@@ -71,6 +84,14 @@ impl TestApp {
 
     pub fn config(&self) -> &Config {
         &self.app.config
+    }
+
+    /// The object stored under `key`, read through the server's storage.
+    pub async fn stored(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.app.storage.open(key).await? {
+            Some(object) => Ok(Some(object.read_all().await?)),
+            None => Ok(None),
+        }
     }
 
     /// Creates a user the way an operator would (`wharf admin user add`).
@@ -286,8 +307,23 @@ impl TestAppBuilder {
     pub fn sharing_database_with(mut self, other: &TestApp) -> Self {
         self.shared_database = Some((
             other.config().database.url.expose().to_owned(),
-            other.config().storage_dir.clone(),
+            other.config().storage.clone(),
         ));
+        self
+    }
+
+    /// Keeps crate files in a fresh bucket on the S3 server named by `WHARF_TEST_S3_ENDPOINT`;
+    /// the test fails, saying how to start one, when it is unset.
+    pub fn s3(mut self) -> Self {
+        self.storage = TestStorage::S3 { via: None };
+        self
+    }
+
+    /// As [`TestAppBuilder::s3`], but the server reaches the store through `proxy`.
+    pub fn s3_through(mut self, proxy: &s3::CuttableProxy) -> Self {
+        self.storage = TestStorage::S3 {
+            via: Some(proxy.endpoint.clone()),
+        };
         self
     }
 
@@ -304,11 +340,29 @@ impl TestAppBuilder {
         match &self.shared_database {
             Some((url, storage)) => {
                 self.settings.set("database_url", url.clone());
-                self.settings.set("storage_dir", storage.to_string_lossy());
+                for (key, value) in s3::settings_of(storage) {
+                    self.settings.set(key, value);
+                }
             }
             None => {
                 let url = test_database_url(&data_dir).expect("test database");
                 self.settings.set("database_url", url);
+                let storage_chosen =
+                    self.settings.contains("storage_dir") || self.settings.contains("storage_url");
+                let via = match self.storage {
+                    TestStorage::S3 { via } => Some(via),
+                    TestStorage::Default if !storage_chosen && s3_by_default() => Some(None),
+                    TestStorage::Default => None,
+                };
+                if let Some(via) = via {
+                    let endpoint = s3::endpoint();
+                    let bucket = s3::create_bucket(&endpoint)
+                        .await
+                        .expect("a bucket on the test S3 server");
+                    for (key, value) in s3::settings(via.as_deref().unwrap_or(&endpoint), &bucket) {
+                        self.settings.set(key, value);
+                    }
+                }
             }
         }
         self.settings.set("database_pool_size", "4");
@@ -329,6 +383,15 @@ impl TestAppBuilder {
             data_dir,
             handle,
         }
+    }
+}
+
+/// `WHARF_TEST_STORAGE=s3` runs every test that does not choose a storage against a bucket.
+fn s3_by_default() -> bool {
+    match std::env::var("WHARF_TEST_STORAGE").as_deref() {
+        Ok("s3") => true,
+        Ok("" | "fs") | Err(_) => false,
+        Ok(other) => panic!("WHARF_TEST_STORAGE must be `s3` or `fs`, not `{other}`"),
     }
 }
 
