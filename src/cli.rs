@@ -105,14 +105,14 @@ pub struct TokenCreate {
     #[arg(long, default_value = "cli")]
     pub name: String,
     /// Endpoint scopes (publish-new, publish-update, yank, change-owners, trusted-publishing);
-    /// repeat for several. None: all.
+    /// repeat for several. Without --scope the token has all of them.
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// Crate-name patterns the token is limited to (`foo`, `foo-*`); repeat for several.
-    /// None: all crates.
+    /// Without --crate the token acts on every crate its user may act on.
     #[arg(long = "crate", value_name = "PATTERN")]
     pub crates: Vec<String>,
-    /// Lifetime such as 90d or 12h. None: no expiry.
+    /// Lifetime such as 90d or 12h. Without --expires-in the token does not expire.
     #[arg(long, value_name = "DURATION")]
     pub expires_in: Option<String>,
 }

@@ -1,10 +1,12 @@
 //! `/settings/tokens`: the user's API tokens. Create one (name, endpoint scopes, crate
-//! patterns, expiry; the token is shown once, in the answer to the form), list, revoke.
+//! patterns, expiry; the token is shown once, in the answer to the form, with the
+//! `[registries.wharf]` entry and the cargo commands that use it), list, revoke.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
+use super::me::TokenHelp;
 use super::session::{self, CsrfForm, CurrentUser, Layout};
 use super::{PageResult, format_time, no_store, render_with_status, see_other};
 use crate::app::App;
@@ -77,6 +79,8 @@ pub struct TokensPage {
     expiries: Vec<(&'static str, &'static str)>,
     /// The token just created, shown this once.
     new_token: Option<String>,
+    /// How cargo uses it on this instance (its real public URL), shown with the new token.
+    help: TokenHelp,
 }
 
 fn scope_choices() -> Vec<ScopeChoice> {
@@ -146,6 +150,7 @@ async fn page(
         scope_choices: scope_choices(),
         expiries: EXPIRIES.iter().map(|(v, l, _)| (*v, *l)).collect(),
         new_token,
+        help: TokenHelp::new(&app.config),
     };
     Ok(no_store(render_with_status(status, &page)?))
 }

@@ -4,11 +4,11 @@
 //! registry exchanges it for a short-lived publish token. This module holds the part of that
 //! exchange that is not HTTP and not the database:
 //!
-//! - [`Verifier::verify`] checks the token exactly as SPEC §4 says: shape and size, header
-//!   (`RS256` only, `kid` required, never a key from the token), a configured issuer, the issuer's
-//!   published keys (discovered through `/.well-known/openid-configuration`, cached per issuer in
-//!   [`jwks`]), the signature, then the claims (`aud`, `exp`, `iat`, `nbf`, `jti`, and for GitHub
-//!   the refused `event_name`s). It returns a typed [`VerifiedIdentity`].
+//! - [`Verifier::verify`] checks the token: shape and size, header (`RS256` only, `kid`
+//!   required, never a key from the token), a configured issuer, the issuer's published keys
+//!   (discovered through `/.well-known/openid-configuration`, cached per issuer in [`jwks`]),
+//!   the signature, then the claims (`aud`, `exp`, `iat`, `nbf`, `jti`, and for GitHub the
+//!   refused `event_name`s). It returns a typed [`VerifiedIdentity`].
 //! - [`github::match_publishers`] and [`gitlab::match_publishers`] compare a verified identity
 //!   with the crate's configs and say precisely which field differed when nothing matches.
 //!
@@ -47,7 +47,7 @@ pub struct Match {
 
 /// Compares a configured environment with the token's. No configured environment (or an empty
 /// one) accepts any environment and none; otherwise the names must be equal ignoring ASCII
-/// case. Only ASCII (SPEC §4): under Unicode rules `\u{212A}8s` (a Kelvin sign) would equal
+/// case. Only ASCII: under Unicode rules `\u{212A}8s` (a Kelvin sign) would equal
 /// `k8s`, so a look-alike name could pass for the configured one.
 pub(crate) fn environment_mismatch(
     configured: Option<&str>,
@@ -139,7 +139,7 @@ mod tests {
             ("k8s".into(), "K8S".into(), true),
             ("Release".into(), "release".into(), true),
             ("prod-é".into(), "prod-é".into(), true),
-            // Unicode case pairs are not folded: SPEC §4 says ASCII only.
+            // Unicode case pairs are not folded: ASCII only.
             ("prod-é".into(), "PROD-É".into(), false),
             ("\u{e5}".into(), "\u{212B}".into(), false),
             ("\u{3c9}".into(), "\u{2126}".into(), false),

@@ -1,4 +1,5 @@
-//! Verification of an ID token, in the order of SPEC §4.
+//! Verification of an ID token, in the order docs/ARCHITECTURE.md's exchange walk-through
+//! describes.
 //!
 //! Everything that can be refused without the network is refused first: size and shape, the
 //! header (`RS256` only, `kid` required, no key material in the token) and the issuer, which is

@@ -122,6 +122,25 @@ fn help_works_everywhere() -> anyhow::Result<()> {
 }
 
 #[test]
+fn token_create_help_says_what_a_token_may_do_by_default() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = wharf(dir.path(), &["admin", "token", "create", "--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for default in [
+        "Without --scope the token has all of them",
+        "Without --crate the token acts on every crate its user may act on",
+        "Without --expires-in the token does not expire",
+    ] {
+        assert!(help.contains(default), "{default:?} not in {help}");
+    }
+    Ok(())
+}
+
+#[test]
 fn an_unknown_required_metadata_field_stops_the_server_at_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))

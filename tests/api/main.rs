@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod admin_check;
+mod api_reference;
 mod cli;
 mod crates;
 mod credential_provider;

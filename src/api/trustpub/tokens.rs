@@ -125,8 +125,8 @@ fn jti_hash(issuer: &str, jti: &str) -> String {
     hex::encode(Sha256::digest(format!("{issuer}\n{jti}").as_bytes()))
 }
 
-/// What every publish with this token records (SPEC §5); the config that matched each crate
-/// is in the token's crate links.
+/// What every publish with this token records (`published_by` and `trustpub` in docs/api.md);
+/// the config that matched each crate is in the token's crate links.
 fn publisher_json(identity: &VerifiedIdentity) -> Value {
     let mut publisher = json!({
         "provider": identity.provider().as_str(),

@@ -1,4 +1,7 @@
-use crate::support::web_client::{WebClient, log_in, spawn_with_github};
+use anyhow::Context;
+
+use crate::support::fake_idp::{FakeIdp, Provider};
+use crate::support::web_client::{WebClient, authorize_at_github, log_in, spawn_with_github};
 use crate::support::{CrateBuilder, TestApp};
 
 #[tokio::test]
@@ -56,6 +59,57 @@ async fn a_new_token_is_shown_once_and_works() -> anyhow::Result<()> {
     let again = alice.get("/settings/tokens").await?;
     assert_eq!(again.count("#new-token"), 0);
     assert!(!again.body.contains(&token), "shown only once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_token_comes_with_the_registry_entry_under_the_public_url() -> anyhow::Result<()> {
+    // An instance that users reach under its public URL, not under the address it listens on
+    // (a loopback name, as the fake GitHub sends browsers back to loopback only).
+    let public = "http://localhost:8443";
+    let github = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_login(&github)
+        .github_idp(&github)
+        .set("public_url", public)
+        .spawn()
+        .await;
+    let alice = WebClient::new(&app);
+    let callback = url::Url::parse(&authorize_at_github(&alice, "alice").await?)?;
+    assert_eq!(callback.origin().ascii_serialization(), public);
+    // GitHub sends the browser back to the public URL; the test reaches the server directly.
+    let back = alice
+        .get(&format!(
+            "{}?{}",
+            callback.path(),
+            callback.query().context("the callback's code and state")?
+        ))
+        .await?;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let before = alice.get("/settings/tokens").await?;
+    assert_eq!(before.status, 200);
+    assert_eq!(before.count(".registry-entry"), 0, "only with a new token");
+
+    let created = alice
+        .post(
+            "/settings/tokens",
+            &[
+                ("name", "laptop"),
+                ("scope", "publish-new"),
+                ("expiry", "30"),
+            ],
+        )
+        .await?;
+
+    assert_eq!(created.status, 200);
+    assert_eq!(
+        created.text("#new-token .registry-entry"),
+        format!("[registries.wharf] index = \"sparse+{public}/index/\"")
+    );
+    let steps = created.text("#new-token");
+    assert!(steps.contains("$CARGO_HOME/config.toml"), "{steps}");
+    assert!(steps.contains("cargo login --registry wharf"), "{steps}");
+    assert!(steps.contains("cargo publish --registry wharf"), "{steps}");
     Ok(())
 }
 
