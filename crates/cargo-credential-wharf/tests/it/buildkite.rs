@@ -155,6 +155,35 @@ fn a_publish_exchanges_the_agents_id_token_and_the_next_one_revokes_the_token() 
 }
 
 #[test]
+fn the_binary_on_an_agent_says_where_the_token_came_from_and_prints_no_secret() -> anyhow::Result<()>
+{
+    let registry = fake_registry(Exchange::Issue, 204)?;
+    let job = Job::with_stand_in()?;
+    let mut vars = job.vars();
+    vars.push(("TMPDIR".into(), job.temp.path().display().to_string()));
+    let audience = host_of(&registry);
+
+    let (_, response, stderr) = converse(&vars, &publish_request(&index_url(&registry), &[]))?;
+
+    assert_eq!(response, single_use_token("wharf_tp_1"));
+    assert!(
+        stderr.contains(&format!(
+            "exchanged the Buildkite ID token from `buildkite-agent oidc request-token` \
+             (audience `{audience}`) for a Trusted Publishing token to publish sample@0.1.0"
+        )),
+        "{stderr}"
+    );
+    for secret in [
+        buildkite_jwt(&audience, 1).as_str(),
+        BUILDKITE_AGENT_ACCESS_TOKEN,
+        "wharf_tp_1",
+    ] {
+        assert!(!stderr.contains(secret), "{secret} was printed: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
 fn the_state_file_is_named_after_the_buildkite_job() -> anyhow::Result<()> {
     let registry = fake_registry(Exchange::Issue, 204)?;
     let job = Job::with_stand_in()?;

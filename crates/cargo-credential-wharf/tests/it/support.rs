@@ -320,15 +320,18 @@ pub fn single_use_token(token: &str) -> String {
 }
 
 /// The agent access token the fake Buildkite agent API expects as `Authorization: Token …`.
+#[cfg(unix)]
 pub const BUILDKITE_AGENT_ACCESS_TOKEN: &str = "bkaa_fake-agent-access-token";
 
 /// The job the fake Buildkite agent API issues ID tokens for.
+#[cfg(unix)]
 pub const BUILDKITE_JOB_ID: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
 /// Buildkite's agent API, as `buildkite-agent oidc request-token` uses it:
 /// `POST /v3/jobs/{job}/oidc/tokens` with `Authorization: Token <agent access token>` and
 /// `{"audience":…,"claims":[…]}` answers `{"token":"<jwt>"}`. The fake JWT has the three
 /// base64url parts of a real one; the middle one is the audience in hex, the last a serial.
+#[cfg(unix)]
 pub fn fake_buildkite_agent_api() -> anyhow::Result<FakeServer> {
     let issued = AtomicUsize::new(0);
     FakeServer::start(move |request, _| {
@@ -355,6 +358,7 @@ pub fn fake_buildkite_agent_api() -> anyhow::Result<FakeServer> {
 }
 
 /// The fake JWT [`fake_buildkite_agent_api`] issues as its `n`th token for `audience`.
+#[cfg(unix)]
 pub fn buildkite_jwt(audience: &str, n: usize) -> String {
     format!("eyJhbGciOiJSUzI1NiJ9.{}.bk{n}", hex::encode(audience))
 }
@@ -431,6 +435,7 @@ except urllib.error.HTTPError as error:
 
 /// The environment of a Buildkite job whose agent API is `api` and whose PATH starts with
 /// `bin` (where the tests put their `buildkite-agent`).
+#[cfg(unix)]
 pub fn buildkite_env(api: &FakeServer, bin: &std::path::Path) -> Vec<(String, String)> {
     vec![
         ("BUILDKITE".into(), "true".into()),
