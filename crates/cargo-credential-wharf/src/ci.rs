@@ -439,11 +439,23 @@ enum Outcome {
 /// child of its own holding the pipes open is treated as not finished.
 fn run_bounded(command: &mut Command, timeout: Duration) -> io::Result<Outcome> {
     let deadline = Instant::now() + timeout;
-    let mut child = command
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    // "Text file busy": the program was written a moment ago and another thread's child, not yet
+    // past exec, still holds the descriptor it was written through. That passes within
+    // milliseconds (it happens when a wrapper script is installed during the job).
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(error) if error.kind() == io::ErrorKind::ExecutableFileBusy && attempts < 10 => {
+                attempts += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            result => break result?,
+        }
+    };
     let stdout = child
         .stdout
         .take()
