@@ -3,7 +3,8 @@
 //! Cargo starts this program once per credential request (`--cargo-plugin`, one JSON line in,
 //! one JSON line out; see cargo's credential-provider protocol). What it answers:
 //!
-//! - `get` / `publish` inside GitHub Actions or GitLab CI: it obtains the job's OIDC ID token,
+//! - `get` / `publish` inside GitHub Actions, GitLab CI or Buildkite: it obtains the job's OIDC
+//!   ID token (on Buildkite from `buildkite-agent oidc request-token`),
 //!   exchanges it at the registry (`POST {api}/api/v1/trusted_publishing/tokens`) and hands the
 //!   short-lived token to cargo with `cache: never` and `operation_independent: false`, so cargo
 //!   uses it for this one upload only.

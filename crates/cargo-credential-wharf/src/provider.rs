@@ -56,8 +56,8 @@ impl WharfCredential {
             }
             Detection::NotInCi => {
                 note(&format!(
-                    "not running in GitHub Actions or GitLab CI, so there is no ID token to \
-                     exchange for {}; cargo will try its other credential providers",
+                    "not running in GitHub Actions, GitLab CI or Buildkite, so there is no ID \
+                     token to exchange for {}; cargo will try its other credential providers",
                     display(registry)
                 ));
                 return Err(Error::NotFound);
@@ -81,7 +81,7 @@ impl WharfCredential {
         // sweep below.
         let single_id_token = match &source {
             IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
-            IdTokenSource::GitHubActions { .. } => None,
+            IdTokenSource::GitHubActions { .. } | IdTokenSource::Buildkite { .. } => None,
         };
         let mut remembered = self.sweep(&http, single_id_token.as_deref());
         if let Some(id_token) = &single_id_token {
@@ -131,7 +131,7 @@ impl WharfCredential {
                 let http = registry::http_client()?;
                 let keep = match &source {
                     IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
-                    IdTokenSource::GitHubActions { .. } => None,
+                    IdTokenSource::GitHubActions { .. } | IdTokenSource::Buildkite { .. } => None,
                 };
                 self.sweep(&http, keep.as_deref());
                 Ok(single_use(Secret::from(READ_PLACEHOLDER.to_owned())))
@@ -145,8 +145,8 @@ impl WharfCredential {
             }
             Detection::NotInCi => {
                 note(&format!(
-                    "not running in GitHub Actions or GitLab CI: no Trusted Publishing token \
-                     for {}",
+                    "not running in GitHub Actions, GitLab CI or Buildkite: no Trusted \
+                     Publishing token for {}",
                     display(registry)
                 ));
                 Err(Error::NotFound)

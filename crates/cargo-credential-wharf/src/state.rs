@@ -5,6 +5,8 @@
 //! `cargo logout`). The file lives in the job's private temporary directory:
 //! `$RUNNER_TEMP` on GitHub Actions, `$CI_BUILDS_DIR` on GitLab CI (named after `$CI_JOB_ID`,
 //! as that directory is shared by the runner's jobs), else the system temporary directory. On
+//! Buildkite the agent's jobs share the system temporary directory, so there the file is named
+//! after `$BUILDKITE_JOB_ID` and one job never revokes another's tokens. On
 //! Unix it is created readable by its owner only. Its contents are never printed.
 
 use std::fs;
@@ -48,7 +50,7 @@ impl TokenStore {
             .or_else(|| env.var("CI_BUILDS_DIR"))
             .map(PathBuf::from)
             .unwrap_or_else(|| env.temp_dir().clone());
-        let name = match env.var("CI_JOB_ID") {
+        let name = match env.var("CI_JOB_ID").or_else(|| env.var("BUILDKITE_JOB_ID")) {
             Some(job) => format!("cargo-credential-wharf-{}.json", sanitise(job)),
             None => "cargo-credential-wharf.json".to_owned(),
         };
@@ -165,6 +167,21 @@ mod tests {
         assert_eq!(
             TokenStore::for_environment(&env).path(),
             Path::new("/builds/cargo-credential-wharf-123.json")
+        );
+    }
+
+    #[test]
+    fn buildkite_jobs_keep_state_per_job_in_the_temp_dir() {
+        let env = Environment::new([
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_JOB_ID", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+        ])
+        .with_temp_dir("/tmp/agent");
+        assert_eq!(
+            TokenStore::for_environment(&env).path(),
+            Path::new(
+                "/tmp/agent/cargo-credential-wharf-0190a1b2_c3d4_7e5f_8a9b_0c1d2e3f4a5b.json"
+            )
         );
     }
 

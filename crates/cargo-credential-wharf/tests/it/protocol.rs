@@ -10,7 +10,10 @@ use crate::support::{Exchange, fake_github, fake_registry, github_env, single_us
 
 /// Runs the provider as cargo does (`--cargo-plugin`, nothing inherited from this process's
 /// environment), sends `request` after the hello and returns (hello, response, stderr).
-fn converse(env: &[(String, String)], request: &str) -> anyhow::Result<(String, String, String)> {
+pub(crate) fn converse(
+    env: &[(String, String)],
+    request: &str,
+) -> anyhow::Result<(String, String, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-credential-wharf"))
         .arg("--cargo-plugin")
         .env_clear()
@@ -56,7 +59,7 @@ fn the_documented_read_request_outside_ci_is_answered_not_found() -> anyhow::Res
     let (_, response, stderr) = converse(&[], READ_REQUEST)?;
     assert_eq!(response, r#"{"Err":{"kind":"not-found"}}"#);
     assert!(
-        stderr.contains("not running in GitHub Actions or GitLab CI"),
+        stderr.contains("not running in GitHub Actions, GitLab CI or Buildkite"),
         "{stderr}"
     );
     Ok(())

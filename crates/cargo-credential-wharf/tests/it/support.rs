@@ -1,6 +1,7 @@
 //! Small HTTP servers on 127.0.0.1 that speak just enough of the real protocols: a registry
-//! (`config.json`, the Trusted Publishing exchange and revocation) and the GitHub Actions
-//! ID-token endpoint.
+//! (`config.json`, the Trusted Publishing exchange and revocation), the GitHub Actions
+//! ID-token endpoint and the Buildkite agent API's OIDC endpoint; and a stand-in
+//! `buildkite-agent` that asks the latter as the real agent does.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -253,7 +254,13 @@ pub fn github_env(github: &FakeServer, runner_temp: &std::path::Path) -> Vec<(St
 /// Runs one request line through the provider, as `cargo_credential::main` would, and returns
 /// the response line it would print.
 pub fn respond(env: Vec<(String, String)>, request: &str) -> anyhow::Result<String> {
-    let provider = WharfCredential::new(Environment::new(env));
+    respond_in(Environment::new(env), request)
+}
+
+/// [`respond`] in an environment built by the caller (its own temporary directory, a shorter
+/// agent timeout).
+pub fn respond_in(env: Environment, request: &str) -> anyhow::Result<String> {
+    let provider = WharfCredential::new(env);
     let request: CredentialRequest<'_> = serde_json::from_str(request)?;
     let response = provider.perform(&request.registry, &request.action, &request.args);
     Ok(serde_json::to_string(&response)?)
@@ -310,4 +317,139 @@ pub fn single_use_token(token: &str) -> String {
     format!(
         r#"{{"Ok":{{"kind":"get","token":"{token}","cache":"never","operation_independent":false}}}}"#
     )
+}
+
+/// The agent access token the fake Buildkite agent API expects as `Authorization: Token …`.
+#[cfg(unix)]
+pub const BUILDKITE_AGENT_ACCESS_TOKEN: &str = "bkaa_fake-agent-access-token";
+
+/// The job the fake Buildkite agent API issues ID tokens for.
+#[cfg(unix)]
+pub const BUILDKITE_JOB_ID: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+/// Buildkite's agent API, as `buildkite-agent oidc request-token` uses it:
+/// `POST /v3/jobs/{job}/oidc/tokens` with `Authorization: Token <agent access token>` and
+/// `{"audience":…,"claims":[…]}` answers `{"token":"<jwt>"}`. The fake JWT has the three
+/// base64url parts of a real one; the middle one is the audience in hex, the last a serial.
+#[cfg(unix)]
+pub fn fake_buildkite_agent_api() -> anyhow::Result<FakeServer> {
+    let issued = AtomicUsize::new(0);
+    FakeServer::start(move |request, _| {
+        let expected_path = format!("/v3/jobs/{BUILDKITE_JOB_ID}/oidc/tokens");
+        if request.method != "POST" || request.path() != expected_path {
+            return Reply::json(404, serde_json::json!({ "message": "Not Found" }));
+        }
+        if request.header("authorization") != Some(&format!("Token {BUILDKITE_AGENT_ACCESS_TOKEN}"))
+        {
+            return Reply::json(401, serde_json::json!({ "message": "Unauthorized" }));
+        }
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap_or_default();
+        match body["audience"].as_str() {
+            Some(audience) => {
+                let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                Reply::json(
+                    200,
+                    serde_json::json!({ "token": buildkite_jwt(audience, n) }),
+                )
+            }
+            None => Reply::json(422, serde_json::json!({ "message": "audience missing" })),
+        }
+    })
+}
+
+/// The fake JWT [`fake_buildkite_agent_api`] issues as its `n`th token for `audience`.
+#[cfg(unix)]
+pub fn buildkite_jwt(audience: &str, n: usize) -> String {
+    format!("eyJhbGciOiJSUzI1NiJ9.{}.bk{n}", hex::encode(audience))
+}
+
+/// Writes an executable file `buildkite-agent` with `contents` into `dir`.
+#[cfg(unix)]
+pub fn write_agent(dir: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("buildkite-agent");
+    std::fs::write(&path, contents)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// A stand-in `buildkite-agent` in `dir` that does what the real `oidc request-token` does:
+/// reads `--audience` and `--claim`, posts them to `$BUILDKITE_AGENT_ENDPOINT/jobs/
+/// $BUILDKITE_JOB_ID/oidc/tokens` with the agent access token, and prints the token, or exits 1
+/// with the API's answer on stderr. Written in Python (its standard urllib), as curl may be
+/// missing; the interpreter's own path goes into the `#!` line, since the provider runs the
+/// agent with the job's environment only.
+#[cfg(unix)]
+pub fn buildkite_agent_stand_in(dir: &std::path::Path) -> anyhow::Result<()> {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .context("these tests need python3 on PATH")?;
+    anyhow::ensure!(output.status.success(), "python3 failed: {output:?}");
+    let python = String::from_utf8(output.stdout)?.trim().to_owned();
+    write_agent(
+        dir,
+        &format!(
+            r#"#!{python}
+"""Stand-in for `buildkite-agent oidc request-token`."""
+import json, os, sys, urllib.error, urllib.request
+
+args = sys.argv[1:]
+if args[:2] != ["oidc", "request-token"]:
+    sys.exit("buildkite-agent stand-in: unexpected arguments %r" % args)
+audience, claims, rest = None, [], args[2:]
+while rest:
+    if len(rest) < 2:
+        sys.exit("flag needs an argument: %s" % rest[0])
+    flag, value, rest = rest[0], rest[1], rest[2:]
+    if flag == "--audience":
+        audience = value
+    elif flag == "--claim":
+        claims.extend(claim for claim in value.split(",") if claim)
+    else:
+        sys.exit("flag provided but not defined: %s" % flag)
+endpoint = os.environ.get("BUILDKITE_AGENT_ENDPOINT", "https://agent.buildkite.com/v3")
+body = {{}}
+if audience is not None:
+    body["audience"] = audience
+if claims:
+    body["claims"] = claims
+request = urllib.request.Request(
+    "%s/jobs/%s/oidc/tokens" % (endpoint.rstrip("/"), os.environ["BUILDKITE_JOB_ID"]),
+    data=json.dumps(body).encode(),
+    method="POST",
+    headers={{
+        "Authorization": "Token " + os.environ.get("BUILDKITE_AGENT_ACCESS_TOKEN", ""),
+        "Content-Type": "application/json",
+    }},
+)
+try:
+    with urllib.request.urlopen(request, timeout=10) as response:
+        print(json.load(response)["token"])
+except urllib.error.HTTPError as error:
+    sys.exit("fatal: failed to get OIDC token: %s %s" % (error.code, error.read().decode()))
+"#
+        ),
+    )
+}
+
+/// The environment of a Buildkite job whose agent API is `api` and whose PATH starts with
+/// `bin` (where the tests put their `buildkite-agent`).
+#[cfg(unix)]
+pub fn buildkite_env(api: &FakeServer, bin: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        ("BUILDKITE".into(), "true".into()),
+        (
+            "BUILDKITE_AGENT_ENDPOINT".into(),
+            format!("{}/v3", api.url()),
+        ),
+        (
+            "BUILDKITE_AGENT_ACCESS_TOKEN".into(),
+            BUILDKITE_AGENT_ACCESS_TOKEN.into(),
+        ),
+        ("BUILDKITE_JOB_ID".into(), BUILDKITE_JOB_ID.into()),
+        ("BUILDKITE_ORGANIZATION_SLUG".into(), "acme".into()),
+        ("BUILDKITE_PIPELINE_SLUG".into(), "release".into()),
+        ("PATH".into(), format!("{}:/usr/bin:/bin", bin.display())),
+    ]
 }
