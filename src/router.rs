@@ -92,7 +92,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The web app (server-rendered HTML).
 fn pages_routes(cfg: &mut web::ServiceConfig) {
-    use pages::{crate_page, crate_settings as cs, history, home, login, me, static_files, tokens};
+    use pages::{
+        crate_page, crate_settings as cs, history, home, login, me, static_files, tokens, user,
+    };
     cfg.route("/", web::get().to(home::home))
         .route("/search", web::get().to(home::search))
         .route("/static/wharf.css", web::get().to(static_files::stylesheet))
@@ -120,6 +122,7 @@ fn pages_routes(cfg: &mut web::ServiceConfig) {
         // crates: public pages
         .route("/crates/{name}", web::get().to(crate_page::show))
         .route("/crates/{name}/history", web::get().to(history::history))
+        .route("/users/{login}", web::get().to(user::show))
         // crate settings: owners only (checked in every handler against current ownership)
         .service(
             web::scope("/crates/{name}/settings")

@@ -23,6 +23,7 @@ pub mod next;
 pub mod session;
 pub mod static_files;
 pub mod tokens;
+pub mod user;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};

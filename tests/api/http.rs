@@ -209,6 +209,8 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
             "/crates/headcheck/history",
             200,
         ),
+        case(("", "/users/{login}"), "/users/alice", 200),
+        case(("", "/users/{login}"), "/users/nobody-here", 404),
         case((crate_settings, ""), "/crates/headcheck/settings", 200).header("Cookie", &cookie),
         case((crate_settings, ""), "/crates/headcheck/settings", 303),
         case(

@@ -10,3 +10,4 @@ mod me;
 mod sessions;
 mod settings;
 mod tokens;
+mod user;
