@@ -345,7 +345,10 @@ async fn owners_are_added_and_removed_but_the_last_one_stays() -> anyhow::Result
         )
         .await?;
     assert_eq!(last.status, 400);
-    assert!(last.text(".error-detail").contains("at least one owner"));
+    assert!(
+        last.text(".error-detail")
+            .contains("cannot remove all owners of a crate")
+    );
 
     let me = alice.get("/me").await?;
     assert_eq!(me.texts("#my-crates tbody td:first-child"), vec!["shared"]);
