@@ -328,10 +328,10 @@ async fn owners_are_added_and_removed_but_the_last_one_stays() -> anyhow::Result
         .post("/crates/shared/settings/owners", &[("login", "bob")])
         .await?;
     assert_eq!(again.status, 422);
-    assert!(
-        again
-            .text("#owner-login-error")
-            .contains("already an owner")
+    // The owners service's wording, the same as the API's.
+    assert_eq!(
+        again.text("#owner-login-error"),
+        "`bob` is already an owner of crate `shared`"
     );
 
     let removed = alice
