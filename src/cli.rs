@@ -7,11 +7,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::db::Database;
-use crate::models::token::NewApiToken;
 use crate::models::user::{NewUser, valid_login};
 use crate::models::{ApiToken, User, now};
+use crate::services::tokens::{self as token_service, TokenRequest};
 use crate::startup::Application;
-use crate::tokens::{self, CrateScope, EndpointScope};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -227,50 +226,44 @@ pub fn add_user(db: &Database, args: &UserAdd) -> anyhow::Result<User> {
 }
 
 pub fn create_token(db: &Database, args: &TokenCreate) -> anyhow::Result<(i64, String)> {
-    let scopes = args
-        .scopes
-        .iter()
-        .map(|s| s.parse::<EndpointScope>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let crates = args
-        .crates
-        .iter()
-        .map(|s| s.parse::<CrateScope>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let expires_at = match &args.expires_in {
+    let lifetime = match &args.expires_in {
         Some(d) => {
             let duration = humantime::parse_duration(d)
                 .with_context(|| format!("`{d}` is not a duration such as 90d or 12h"))?;
-            Some(now() + chrono::Duration::from_std(duration).context("duration too long")?)
+            // Beyond chrono's range: the service refuses it as too far in the future.
+            Some(chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX))
         }
         None => None,
     };
-    if args.name.trim().is_empty() || args.name.len() > 100 {
-        bail!("the token name must have 1 to 100 characters");
-    }
-    let (token, hash) = tokens::generate(tokens::API_TOKEN_PREFIX);
-    let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
-    let crate_names: Vec<_> = crates.iter().map(|c| c.as_str()).collect();
-    let id = db.blocking(|conn| {
+    let request = TokenRequest {
+        name: args.name.clone(),
+        scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
+        crates: args.crates.clone(),
+        lifetime,
+    };
+    let valid = token_service::validate(&request, now()).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let flag = match e.field {
+                    token_service::NAME => "--name",
+                    token_service::SCOPES => "--scope",
+                    token_service::CRATES => "--crate",
+                    _ => "--expires-in",
+                };
+                format!("{flag}: {}", e.message)
+            })
+            .collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
+    let created = db.blocking(|conn| {
         let user = User::by_login(conn, &args.user)?.ok_or_else(|| {
             crate::errors::not_found(format!(
                 "no user `{}`; create it with `wharf admin user add`",
                 args.user
             ))
         })?;
-        let row = NewApiToken {
-            user_id: user.id,
-            name: args.name.trim(),
-            token_hash: &hash,
-            endpoint_scopes: tokens::join_scopes(&scope_names),
-            crate_scopes: tokens::join_scopes(&crate_names),
-            created_at: now(),
-            expires_at,
-        }
-        .insert(conn)?;
-        Ok(row.id)
+        Ok(token_service::create(conn, user.id, &valid, now())?)
     })?;
-    Ok((id, token))
+    Ok((created.id, created.token))
 }

@@ -124,6 +124,24 @@ impl Database {
         self.run(move |conn| write_transaction(conn, f)).await
     }
 
+    /// [`Database::transaction`] for a closure with an error type of its own, such as a page's
+    /// enum of a service's typed error and [`AppError`]: the caller gets the error back as the
+    /// closure returned it, to show a service's field errors next to their fields.
+    pub async fn transaction_with<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<AppError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get().map_err(AppError::from)?;
+            write_transaction_with(&mut conn, f)
+        })
+        .await
+        .map_err(AppError::from)?
+    }
+
     /// For the CLI: a connection outside any runtime.
     pub fn blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> anyhow::Result<T> {
         let mut conn = self
@@ -149,6 +167,14 @@ pub fn write_transaction<T>(
     conn: &mut DbConn,
     f: impl FnOnce(&mut DbConn) -> AppResult<T>,
 ) -> AppResult<T> {
+    write_transaction_with(conn, f)
+}
+
+/// [`write_transaction`] for a closure with an error type of its own.
+pub fn write_transaction_with<T, E: From<diesel::result::Error>>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E> {
     match conn {
         DbConn::Sqlite(inner) => {
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;

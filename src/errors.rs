@@ -11,6 +11,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::models::krate::FindCrateError;
+use crate::services::owners::OwnersError;
 use crate::storage::StorageError;
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -44,6 +46,11 @@ pub fn payload_too_large(detail: impl fmt::Display) -> AppError {
 
 pub fn service_unavailable(detail: impl fmt::Display) -> AppError {
     client(StatusCode::SERVICE_UNAVAILABLE, detail)
+}
+
+/// An unknown route under `/api`, answered in the API's error shape wherever it is caught.
+pub fn no_such_endpoint(method: &actix_web::http::Method, path: &str) -> AppError {
+    not_found(format!("no such endpoint: {method} {path}"))
 }
 
 pub fn client(status: StatusCode, detail: impl fmt::Display) -> AppError {
@@ -123,6 +130,32 @@ impl From<diesel::result::Error> for AppError {
         match error {
             diesel::result::Error::NotFound => not_found("not found"),
             other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<FindCrateError> for AppError {
+    fn from(error: FindCrateError) -> Self {
+        match error {
+            FindCrateError::NotFound(_) => not_found(error),
+            FindCrateError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// The statuses of the owners rules, for the API and the pages alike.
+impl From<OwnersError> for AppError {
+    fn from(error: OwnersError) -> Self {
+        match error {
+            OwnersError::CrateNotFound(_) => not_found(error),
+            OwnersError::NotYourCrate { .. } => forbidden(error),
+            OwnersError::Database(error) => error.into(),
+            OwnersError::NoLogins
+            | OwnersError::TooManyLogins
+            | OwnersError::UnknownUser { .. }
+            | OwnersError::AlreadyOwner { .. }
+            | OwnersError::NotAnOwner { .. }
+            | OwnersError::LastOwner => bad_request(error),
         }
     }
 }

@@ -13,6 +13,8 @@ pub mod db;
 pub mod dev;
 pub mod errors;
 pub mod head;
+#[cfg(test)]
+mod layering;
 pub mod models;
 pub mod oauth;
 pub mod pages;
@@ -20,6 +22,7 @@ pub mod publishers;
 pub mod registry;
 pub mod router;
 pub mod schema;
+pub mod services;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

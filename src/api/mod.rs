@@ -7,13 +7,9 @@ pub mod trustpub;
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::errors::{AppError, not_found};
+use crate::errors::{AppError, no_such_endpoint};
 
 /// Unknown routes under `/api` answer in the API's error shape.
 pub async fn not_found_handler(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(not_found(format!(
-        "no such endpoint: {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(no_such_endpoint(req.method(), req.path()))
 }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use serde_json::Value;
 
 use crate::db::DbConn;
+use crate::models::User;
 use crate::schema::crate_audit_log;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -25,6 +26,16 @@ pub struct AuditEntry {
 pub struct Actor {
     pub name: String,
     pub user_id: Option<i64>,
+}
+
+impl Actor {
+    /// A user acting themselves (in the web app, or with one of their API tokens).
+    pub fn user(user: &User) -> Actor {
+        Actor {
+            name: user.login.clone(),
+            user_id: Some(user.id),
+        }
+    }
 }
 
 pub fn record(

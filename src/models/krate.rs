@@ -50,6 +50,20 @@ pub fn canonical_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('-', "_")
 }
 
+/// A crate looked up by a name that names none, or a failed query.
+#[derive(Debug, thiserror::Error)]
+pub enum FindCrateError {
+    #[error("crate `{0}` does not exist")]
+    NotFound(String),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// The crate named `name` (any spelling), or [`FindCrateError::NotFound`] naming it as asked.
+pub fn find_crate(conn: &mut DbConn, name: &str) -> Result<Crate, FindCrateError> {
+    Crate::by_name(conn, name)?.ok_or_else(|| FindCrateError::NotFound(name.to_owned()))
+}
+
 /// One page of search results: each crate with its `max_version`, and the total count.
 pub type SearchPage = (Vec<(Crate, Option<String>)>, i64);
 

@@ -6,8 +6,8 @@ use askama::Template;
 use super::history::{PublishedBy, published_by};
 use super::markdown::render_readme;
 use super::{Layout, PageContext, PageResult, format_time, render, see_other};
-use crate::api::crates::find_crate;
 use crate::app::App;
+use crate::models::krate::find_crate;
 use crate::models::version::pick_max_version;
 use crate::models::{Crate, Version, crate_owner};
 

@@ -12,16 +12,18 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::session::{self, CsrfForm, CurrentUser, Layout};
 use super::{PageResult, format_time, render_with_status, see_other};
 use crate::app::App;
-use crate::errors::{AppError, AppResult, bad_request, forbidden, not_found};
-use crate::models::crate_owner::{self, NewCrateOwner};
+use crate::errors::{AppError, AppResult, bad_request, not_found};
+use crate::models::crate_owner;
+use crate::models::krate::find_crate;
 use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
 use crate::models::{Crate, User, audit, now};
 use crate::publishers::{self, ConfigKind, FieldError, GitHubConfigInput, GitLabConfigInput};
+use crate::services::owners::{self, OwnersError};
 
 const AUDIT_ROWS: i64 = 100;
 
@@ -562,8 +564,33 @@ pub async fn set_trustpub_only(
     Ok(see_other(&settings_url(&krate.name)))
 }
 
+/// What a call to the owners service inside a transaction can fail with: the service's
+/// typed error (some of whose variants the form shows next to its field) or anything else.
+enum ServiceError {
+    Owners(OwnersError),
+    App(AppError),
+}
+
+impl From<OwnersError> for ServiceError {
+    fn from(error: OwnersError) -> Self {
+        ServiceError::Owners(error)
+    }
+}
+
+impl From<AppError> for ServiceError {
+    fn from(error: AppError) -> Self {
+        ServiceError::App(error)
+    }
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(error: diesel::result::Error) -> Self {
+        ServiceError::App(error.into())
+    }
+}
+
 /// `POST /crates/{name}/settings/owners` with `login`: adds an owner (who must have logged in
-/// once, or been created by an operator).
+/// once, or been created by an operator). The rules are in [`crate::services::owners`].
 pub async fn add_owner(
     app: web::Data<App>,
     user: CurrentUser,
@@ -573,72 +600,49 @@ pub async fn add_owner(
     let name = path.into_inner();
     let state = FormState::with_values(&form, &["login"]);
     let login = state.value("login").to_owned();
-    if login.is_empty() {
-        let forms = Forms {
-            owner: state.error_on("login", "Enter the login of the user to add."),
-            ..Forms::default()
-        };
-        return settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
+    let logins: Vec<String> = if login.is_empty() {
+        Vec::new()
+    } else {
+        vec![login]
+    };
     let me = user.user.clone();
     let crate_name = name.clone();
     let result = app
         .db
-        .transaction(move |conn| {
-            let krate = owned_crate(conn, &me, &crate_name)?;
-            let target = User::by_login(conn, &login)?.ok_or_else(|| {
-                bad_request(format!(
-                    "login: there is no user `{login}` here; they must log in to this registry once first"
-                ))
-            })?;
-            let already = || bad_request(format!("login: `{}` is already an owner", target.login));
-            if Crate::is_owner(conn, krate.id, target.id)? {
-                return Err(already());
-            }
-            let now = now();
-            NewCrateOwner {
-                crate_id: krate.id,
-                user_id: target.id,
-                created_at: now,
-                created_by: Some(me.id),
-            }
-            .insert(conn)
-            // Added by a concurrent request since the check above.
-            .map_err(|e| {
-                if crate::db::is_unique_violation(&e) {
-                    already()
-                } else {
-                    e.into()
-                }
-            })?;
-            audit::record(
-                conn,
-                krate.id,
-                &actor(&me),
-                "owner_add",
-                json!({ "login": target.login }),
-                now,
-            )?;
-            Ok((krate.name, target.login))
+        .transaction_with(move |conn| -> Result<_, ServiceError> {
+            let krate = find_crate(conn, &crate_name).map_err(OwnersError::from)?;
+            let added = owners::add(conn, &me, &krate, &logins, now())?;
+            Ok((krate.name, added.join(", ")))
         })
         .await;
-    match result {
+    let error = match result {
         Ok((crate_name, login)) => {
             session::flash(
                 &user.session,
                 "success",
                 format!("{login} is now an owner of {crate_name}."),
             )?;
-            Ok(see_other(&settings_url(&crate_name)))
+            return Ok(see_other(&settings_url(&crate_name)));
         }
-        Err(error) => {
-            let forms = Forms {
-                owner: state.service_error(error)?,
-                ..Forms::default()
-            };
-            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+        Err(error) => error,
+    };
+    // Mistakes in the login go next to the field; the rest (not an owner, no such crate) is
+    // the page's error.
+    let state = match error {
+        ServiceError::Owners(OwnersError::NoLogins) => {
+            state.error_on("login", "Enter the login of the user to add.")
         }
-    }
+        ServiceError::Owners(
+            error @ (OwnersError::UnknownUser { .. } | OwnersError::AlreadyOwner { .. }),
+        ) => state.error_on("login", capitalise(&error.to_string())),
+        ServiceError::Owners(error) => return Err(AppError::from(error).into()),
+        ServiceError::App(error) => return Err(error.into()),
+    };
+    let forms = Forms {
+        owner: state,
+        ..Forms::default()
+    };
+    settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 /// `POST /crates/{name}/settings/owners/remove` with `login`. The last owner stays.
@@ -654,27 +658,9 @@ pub async fn remove_owner(
     let (crate_name, login) = app
         .db
         .transaction(move |conn| {
-            let krate = owned_crate(conn, &me, &name)?;
-            let owners = crate_owner::owners(conn, krate.id)?;
-            let target = owners
-                .iter()
-                .find(|o| o.login.eq_ignore_ascii_case(&login))
-                .ok_or_else(|| bad_request(format!("`{login}` is not an owner of this crate")))?;
-            if owners.len() == 1 {
-                return Err(bad_request(
-                    "a crate keeps at least one owner: add another owner before removing this one",
-                ));
-            }
-            crate_owner::remove(conn, krate.id, target.id)?;
-            audit::record(
-                conn,
-                krate.id,
-                &actor(&me),
-                "owner_remove",
-                json!({ "login": target.login }),
-                now(),
-            )?;
-            Ok((krate.name, target.login.clone()))
+            let krate = find_crate(conn, &name)?;
+            let removed = owners::remove(conn, &me, &krate, &[login], now())?;
+            Ok((krate.name, removed.join(", ")))
         })
         .await?;
     session::flash(
@@ -687,23 +673,4 @@ pub async fn remove_owner(
         return Ok(see_other(&format!("/crates/{crate_name}")));
     }
     Ok(see_other(&settings_url(&crate_name)))
-}
-
-fn owned_crate(conn: &mut crate::db::DbConn, user: &User, name: &str) -> AppResult<Crate> {
-    let krate = Crate::by_name(conn, name)?
-        .ok_or_else(|| not_found(format!("crate `{name}` does not exist")))?;
-    if !Crate::is_owner(conn, krate.id, user.id)? {
-        return Err(forbidden(format!(
-            "you are not an owner of crate `{}`",
-            krate.name
-        )));
-    }
-    Ok(krate)
-}
-
-fn actor(user: &User) -> audit::Actor {
-    audit::Actor {
-        name: user.login.clone(),
-        user_id: Some(user.id),
-    }
 }

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 
 use super::session::Layout;
-use crate::errors::{AppError, bad_request, internal, not_found};
+use crate::errors::{AppError, bad_request, internal, no_such_endpoint, not_found};
 
 pub type PageResult<T> = Result<T, PageError>;
 
@@ -129,16 +129,12 @@ impl ResponseError for PageError {
     }
 }
 
-/// Unknown pages: an HTML 404 (unknown `/api` routes answer in JSON, see [`crate::api`]).
+/// Unknown pages: an HTML 404 (other unknown routes answer in the API's JSON error shape).
 pub async fn not_found_page(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     if super::is_page_request(&req) {
         Err(PageError::App(not_found(format!("there is no page at {}", req.path()))).into())
     } else {
-        Err(crate::api::not_found_handler(req)
-            .await
-            .err()
-            .unwrap_or_else(|| not_found("not found"))
-            .into())
+        Err(no_such_endpoint(req.method(), req.path()).into())
     }
 }
 

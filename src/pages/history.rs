@@ -9,8 +9,8 @@ use askama::Template;
 use serde_json::Value;
 
 use super::{Layout, PageContext, PageResult, format_time, render};
-use crate::api::crates::find_crate;
 use crate::app::App;
+use crate::models::krate::find_crate;
 use crate::models::{Crate, Version, audit};
 
 /// Who published a version (or did an action).

@@ -10,6 +10,7 @@ use super::next::safe_next;
 use super::session::{self, CsrfForm, Layout, PageContext};
 use super::{PageResult, no_store, render, see_other};
 use crate::app::App;
+use crate::auth::session as auth_session;
 use crate::errors::{bad_request, client, internal};
 use crate::models::now;
 use crate::oauth;
@@ -116,7 +117,7 @@ pub async fn callback(
         )
         .into());
     };
-    if !session::same_token(&pending.state, &state) {
+    if !auth_session::same_token(&pending.state, &state) {
         return Err(bad_request(
             "the login could not be verified (the state does not match); start again from the login page",
         )
@@ -136,7 +137,7 @@ pub async fn callback(
         .transaction(move |conn| oauth::upsert_user(conn, &github_user, now()))
         .await?;
     tracing::info!(user.id = user.id, user.login = %user.login, "logged in");
-    session::log_in(&app, &session, user.id).await?;
+    auth_session::log_in(&app, &session, user.id).await?;
     session::flash(&session, "success", format!("Logged in as {}.", user.login))?;
     Ok(see_other(&safe_next(Some(&pending.next))))
 }
@@ -147,6 +148,6 @@ pub async fn logout(
     ctx: PageContext,
     _form: CsrfForm,
 ) -> PageResult<HttpResponse> {
-    session::log_out(&app, &ctx.session).await?;
+    auth_session::log_out(&app, &ctx.session).await?;
     Ok(see_other("/"))
 }

@@ -15,6 +15,7 @@ use super::errors::PageError;
 use super::session::{self, CsrfForm, CurrentUser, Layout, PageContext};
 use super::{PageResult, render, see_other};
 use crate::app::App;
+use crate::auth::session as auth_session;
 use crate::config::Config;
 use crate::models::version::max_version;
 use crate::models::{crate_owner, now};
@@ -118,7 +119,7 @@ pub async fn log_out_everywhere(
     user: CurrentUser,
     _form: CsrfForm,
 ) -> PageResult<HttpResponse> {
-    let ended = session::log_out_everywhere(&app, &user.session, user.user.id).await?;
+    let ended = auth_session::log_out_everywhere(&app, &user.session, user.user.id).await?;
     tracing::info!(
         user.id = user.user.id,
         sessions = ended,

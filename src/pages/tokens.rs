@@ -1,6 +1,7 @@
 //! `/settings/tokens`: the user's API tokens. Create one (name, endpoint scopes, crate
 //! patterns, expiry; the token is shown once, in the answer to the form, with the
-//! `[registries.wharf]` entry and the cargo commands that use it), list, revoke.
+//! `[registries.wharf]` entry and the cargo commands that use it), list, revoke. The rules for a
+//! new token are in [`crate::services::tokens`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -11,9 +12,9 @@ use super::session::{self, CsrfForm, CurrentUser, Layout};
 use super::{PageResult, format_time, no_store, render_with_status, see_other};
 use crate::app::App;
 use crate::errors::not_found;
-use crate::models::token::NewApiToken;
 use crate::models::{ApiToken, now};
-use crate::tokens::{self, CrateScope, EndpointScope};
+use crate::services::tokens::{self as service, TokenRequest};
+use crate::tokens::EndpointScope;
 
 /// The expiry choices of the form: (value, label, days).
 const EXPIRIES: [(&str, &str, Option<i64>); 5] = [
@@ -23,8 +24,6 @@ const EXPIRIES: [(&str, &str, Option<i64>); 5] = [
     ("7", "7 days", Some(7)),
     ("never", "No expiry", None),
 ];
-
-const MAX_CRATE_PATTERNS: usize = 50;
 
 pub struct TokenRow {
     pub id: i64,
@@ -177,79 +176,66 @@ pub async fn create(
         expiry: form.get("expiry").to_owned(),
         ..TokenForm::default()
     };
-    if values.name.is_empty() {
-        values.name_error = Some("Give the token a name, so you can recognise it later.".into());
-    } else if values.name.chars().count() > 100 {
-        values.name_error = Some("The name can have at most 100 characters.".into());
-    }
-    let mut scopes = Vec::new();
-    for scope in &values.scopes {
-        match scope.parse::<EndpointScope>() {
-            Ok(scope) => scopes.push(scope),
-            Err(e) => values.scopes_error = Some(e),
-        }
-    }
-    if scopes.is_empty() && values.scopes_error.is_none() {
-        values.scopes_error = Some("Choose at least one scope.".into());
-    }
-    let mut patterns = Vec::new();
-    for pattern in values
-        .crates
-        .split([',', '\n', ' '])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        match pattern.parse::<CrateScope>() {
-            Ok(p) => patterns.push(p),
-            Err(e) => {
-                values.crates_error = Some(e);
-                break;
-            }
-        }
-    }
-    if patterns.len() > MAX_CRATE_PATTERNS {
-        values.crates_error = Some(format!("At most {MAX_CRATE_PATTERNS} crate patterns."));
-    }
-    let expiry_days = match EXPIRIES.iter().find(|(v, _, _)| *v == values.expiry) {
-        Some((_, _, days)) => *days,
-        None => {
-            values.expiry_error = Some("Choose an expiry from the list.".into());
-            None
-        }
+    let lifetime = EXPIRIES
+        .iter()
+        .find(|(v, _, _)| *v == values.expiry)
+        .map(|(_, _, days)| days.map(chrono::Duration::days));
+    let request = TokenRequest {
+        name: values.name.clone(),
+        scopes: Some(values.scopes.clone()),
+        crates: values
+            .crates
+            .split([',', '\n', ' '])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        lifetime: lifetime.flatten(),
     };
-    if values.has_errors() {
-        return page(&app, user, StatusCode::UNPROCESSABLE_ENTITY, values, None).await;
+    let valid = service::validate(&request, now());
+    if lifetime.is_none() {
+        values.expiry_error = Some("Choose an expiry from the list.".into());
     }
-
-    let (token, hash) = tokens::generate(tokens::API_TOKEN_PREFIX);
-    let user_id = user.user.id;
-    let name = values.name.clone();
-    let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
-    let endpoint_scopes = tokens::join_scopes(&scope_names);
-    let crate_names: Vec<_> = patterns.iter().map(|c| c.as_str().to_owned()).collect();
-    let crate_scopes = tokens::join_scopes(&crate_names);
-    app.db
-        .run(move |conn| {
-            let now = now();
-            NewApiToken {
-                user_id,
-                name: &name,
-                token_hash: &hash,
-                endpoint_scopes,
-                crate_scopes,
-                created_at: now,
-                expires_at: expiry_days.map(|d| now + chrono::Duration::days(d)),
+    if let Err(errors) = &valid {
+        for error in errors {
+            let message = Some(sentence(&error.message));
+            match error.field {
+                service::NAME => values.name_error = message,
+                service::SCOPES => values.scopes_error = message,
+                service::CRATES => values.crates_error = message,
+                _ => values.expiry_error = message,
             }
-            .insert(conn)?;
-            Ok(())
-        })
+        }
+    }
+    let valid = match valid {
+        Ok(valid) if !values.has_errors() => valid,
+        _ => return page(&app, user, StatusCode::UNPROCESSABLE_ENTITY, values, None).await,
+    };
+
+    let user_id = user.user.id;
+    let created = app
+        .db
+        .run(move |conn| Ok(service::create(conn, user_id, &valid, now())?))
         .await?;
     tracing::info!(user.id = user_id, "API token created");
     let fresh = TokenForm {
         expiry: "90".to_owned(),
         ..TokenForm::default()
     };
-    page(&app, user, StatusCode::OK, fresh, Some(token)).await
+    page(&app, user, StatusCode::OK, fresh, Some(created.token)).await
+}
+
+/// A service message as a sentence: capitalised, with a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut text: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    text
 }
 
 /// `POST /settings/tokens/{id}/revoke`: only the user's own tokens.

@@ -88,6 +88,31 @@ fn bad_input_fails_with_a_message_on_stderr() -> anyhow::Result<()> {
             &["admin", "user", "add", "bad login"][..],
             "not a valid login",
         ),
+        // The token rules are the settings page's (one service), reported by flag.
+        (
+            &[
+                "admin",
+                "token",
+                "create",
+                "--user",
+                "x",
+                "--crate",
+                "bad name!",
+            ][..],
+            "--crate: invalid crate scope `bad name!`",
+        ),
+        (
+            &[
+                "admin",
+                "token",
+                "create",
+                "--user",
+                "x",
+                "--expires-in",
+                "0s",
+            ][..],
+            "--expires-in: the expiry must be in the future",
+        ),
     ] {
         let out = wharf(dir.path(), args);
         assert!(!out.status.success(), "{args:?}");

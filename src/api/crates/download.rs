@@ -2,10 +2,10 @@ use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
-use super::find_crate;
 use crate::app::App;
 use crate::errors::{AppResult, internal, not_found};
 use crate::models::Version;
+use crate::models::krate::find_crate;
 use crate::storage::crate_key;
 
 /// `GET /api/v1/crates/{name}/{version}/download`: the `.crate` file, streamed from storage as

@@ -3,9 +3,9 @@ use std::collections::HashMap;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::find_crate;
 use crate::app::App;
 use crate::errors::AppResult;
+use crate::models::krate::find_crate;
 use crate::models::version::pick_max_version;
 use crate::models::{Crate, User, Version};
 

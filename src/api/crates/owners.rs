@@ -2,21 +2,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::find_crate;
 use crate::app::App;
 use crate::auth::{Authenticated, RawToken};
-use crate::db::is_unique_violation;
 use crate::errors::{AppResult, bad_request};
-use crate::models::crate_owner::{self, NewCrateOwner};
-use crate::models::{User, audit, now};
+use crate::models::krate::find_crate;
+use crate::models::{crate_owner, now};
+use crate::services::owners::{self, OwnersError};
 use crate::tokens::EndpointScope;
 
 #[derive(Deserialize)]
 pub struct OwnersBody {
     users: Vec<String>,
 }
-
-const MAX_LOGINS_PER_REQUEST: usize = 20;
 
 /// `GET /api/v1/crates/{name}/owners`: public, as on crates.io.
 pub async fn list(app: web::Data<App>, path: web::Path<String>) -> AppResult<HttpResponse> {
@@ -46,7 +43,7 @@ pub async fn list(app: web::Data<App>, path: web::Path<String>) -> AppResult<Htt
 }
 
 /// `PUT /api/v1/crates/{name}/owners`: adds owners (they must have logged in once, or been
-/// created with `wharf admin user add`).
+/// created with `wharf admin user add`). The rules are in [`crate::services::owners`].
 pub async fn add(
     app: web::Data<App>,
     req: HttpRequest,
@@ -74,14 +71,10 @@ async fn change(
     adding: bool,
 ) -> AppResult<HttpResponse> {
     let raw = RawToken::from_request(&req)?;
-    if body.users.is_empty() {
-        return Err(bad_request("list at least one user login in `users`"));
-    }
-    if body.users.len() > MAX_LOGINS_PER_REQUEST {
-        return Err(bad_request(format!(
-            "at most {MAX_LOGINS_PER_REQUEST} logins per request"
-        )));
-    }
+    owners::check_logins(&body.users).map_err(|error| match error {
+        OwnersError::NoLogins => bad_request("list at least one user login in `users`"),
+        error => error.into(),
+    })?;
     let msg = app
         .db
         .transaction(move |conn| {
@@ -89,54 +82,22 @@ async fn change(
             let auth = Authenticated::resolve(conn, &raw, now)?;
             let krate = find_crate(conn, &name)?;
             let user = auth.user_with_scope(EndpointScope::ChangeOwners, Some(&krate.name))?;
-            user.require_owner(conn, &krate)?;
-            let current = crate_owner::owners(conn, krate.id)?;
-            // Each user once, however often (and in whatever ASCII case) the request names
-            // them: a repeated login must not insert twice or log twice.
-            let mut targets: Vec<User> = Vec::new();
-            for login in &body.users {
-                let target = User::by_login(conn, login)?
-                    .ok_or_else(|| bad_request(format!("could not find user with login `{login}`; they must log in to this registry once first")))?;
-                if !targets.iter().any(|t| t.id == target.id) {
-                    targets.push(target);
-                }
-            }
-            let mut logins = Vec::new();
-            for target in targets {
-                let is_owner = current.iter().any(|o| o.id == target.id);
-                let already = || bad_request(format!("`{}` is already an owner of crate `{}`", target.login, krate.name));
-                if adding {
-                    if is_owner {
-                        return Err(already());
-                    }
-                    NewCrateOwner { crate_id: krate.id, user_id: target.id, created_at: now, created_by: Some(user.user.id) }
-                        .insert(conn)
-                        // Added by a concurrent request since `current` was read.
-                        .map_err(|e| if is_unique_violation(&e) { already() } else { e.into() })?;
-                } else {
-                    if !is_owner {
-                        return Err(bad_request(format!("`{}` is not an owner of crate `{}`", target.login, krate.name)));
-                    }
-                    crate_owner::remove(conn, krate.id, target.id)?;
-                }
-                audit::record(
-                    conn,
-                    krate.id,
-                    &auth.actor(),
-                    if adding { "owner_add" } else { "owner_remove" },
-                    json!({ "login": target.login }),
-                    now,
-                )?;
-                logins.push(target.login);
-            }
-            if !adding && crate_owner::owners(conn, krate.id)?.is_empty() {
-                return Err(bad_request("cannot remove all owners of a crate; add another owner first"));
-            }
-            let who = logins.join(", ");
-            Ok(if adding {
-                format!("user {who} has been added as an owner of crate {}", krate.name)
+            let who = if adding {
+                owners::add(conn, &user.user, &krate, &body.users, now)?
             } else {
-                format!("user {who} has been removed as an owner of crate {}", krate.name)
+                owners::remove(conn, &user.user, &krate, &body.users, now)?
+            }
+            .join(", ");
+            Ok(if adding {
+                format!(
+                    "user {who} has been added as an owner of crate {}",
+                    krate.name
+                )
+            } else {
+                format!(
+                    "user {who} has been removed as an owner of crate {}",
+                    krate.name
+                )
             })
         })
         .await?;

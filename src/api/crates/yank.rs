@@ -1,10 +1,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::find_crate;
 use crate::app::App;
 use crate::auth::{Authenticated, RawToken};
 use crate::errors::{AppResult, not_found};
+use crate::models::krate::find_crate;
 use crate::models::{Version, audit, index_file, now};
 use crate::tokens::EndpointScope;
 

@@ -13,10 +13,10 @@ use crate::models::{User, now};
 use crate::tokens::EndpointScope;
 
 /// The user managing Trusted Publishing: a logged-in session whose `X-CSRF-Token` header
-/// matches (see [`crate::pages::session::api_session_user`]), or the holder of an API token with
+/// matches (see [`crate::auth::session::api_session_user`]), or the holder of an API token with
 /// the `trusted-publishing` scope (whose crate scopes must allow `crate_name`, when known).
 pub async fn manager(app: &App, req: &HttpRequest, crate_name: Option<String>) -> AppResult<User> {
-    if let Some(user) = crate::pages::session::api_session_user(req).await? {
+    if let Some(user) = crate::auth::session::api_session_user(req).await? {
         return Ok(user);
     }
     if req

@@ -328,10 +328,10 @@ async fn owners_are_added_and_removed_but_the_last_one_stays() -> anyhow::Result
         .post("/crates/shared/settings/owners", &[("login", "bob")])
         .await?;
     assert_eq!(again.status, 422);
-    assert!(
-        again
-            .text("#owner-login-error")
-            .contains("already an owner")
+    // The owners service's wording, the same as the API's.
+    assert_eq!(
+        again.text("#owner-login-error"),
+        "`bob` is already an owner of crate `shared`"
     );
 
     let removed = alice
@@ -345,7 +345,10 @@ async fn owners_are_added_and_removed_but_the_last_one_stays() -> anyhow::Result
         )
         .await?;
     assert_eq!(last.status, 400);
-    assert!(last.text(".error-detail").contains("at least one owner"));
+    assert!(
+        last.text(".error-detail")
+            .contains("cannot remove all owners of a crate")
+    );
 
     let me = alice.get("/me").await?;
     assert_eq!(me.texts("#my-crates tbody td:first-child"), vec!["shared"]);

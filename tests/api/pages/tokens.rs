@@ -135,7 +135,7 @@ async fn an_invalid_token_form_is_shown_again_with_its_errors() -> anyhow::Resul
     );
     assert!(
         page.text("#token-crates-error")
-            .contains("invalid crate scope")
+            .contains("Invalid crate scope")
     );
     assert!(page.text("#token-expiry-error").contains("expiry"));
     assert_eq!(

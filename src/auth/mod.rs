@@ -1,6 +1,11 @@
-//! Who is calling the API: the token in `Authorization` (raw, or with a `Bearer ` prefix),
-//! resolved to a user's API token or a Trusted Publishing token, and the checks handlers make
-//! against it. Every check is made at the time of the request against current ownership.
+//! Who is calling: between the web layer (`api`, `pages`) that asks and the models and services
+//! below that answer. For the API, the token in `Authorization` (raw, or with a `Bearer `
+//! prefix), resolved to a user's API token or a Trusted Publishing token, and the checks
+//! handlers make against it; every check is made at the time of the request against current
+//! ownership. For the web app (and the API's session access), the login a session cookie
+//! carries: [`session`].
+
+pub mod session;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +18,7 @@ use crate::errors::{AppResult, forbidden};
 use crate::models::audit::Actor;
 use crate::models::trustpub_token::{CrateGrant, publisher_detail};
 use crate::models::{ApiToken, Crate, User};
+use crate::services::owners;
 use crate::tokens::{self, EndpointScope};
 
 /// The raw token from the request, if any. Never logged.
@@ -137,10 +143,7 @@ impl Authenticated {
 
     pub fn actor(&self) -> Actor {
         match self {
-            Authenticated::User(auth) => Actor {
-                name: auth.user.login.clone(),
-                user_id: Some(auth.user.id),
-            },
+            Authenticated::User(auth) => Actor::user(&auth.user),
             Authenticated::Trustpub(auth) => Actor {
                 name: auth.actor.clone(),
                 user_id: None,
@@ -170,13 +173,6 @@ impl UserAuth {
 
     /// Refuses unless the user owns the crate now.
     pub fn require_owner(&self, conn: &mut DbConn, krate: &Crate) -> AppResult<()> {
-        if Crate::is_owner(conn, krate.id, self.user.id)? {
-            Ok(())
-        } else {
-            Err(forbidden(format!(
-                "you are not an owner of crate `{}`",
-                krate.name
-            )))
-        }
+        Ok(owners::require_owner(conn, &self.user, krate)?)
     }
 }
