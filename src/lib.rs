@@ -13,6 +13,8 @@ pub mod db;
 pub mod dev;
 pub mod errors;
 pub mod head;
+pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod oauth;
 pub mod pages;
