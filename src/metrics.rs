@@ -109,6 +109,14 @@ impl ExchangeReason {
         ExchangeReason::RateLimited,
     ];
 
+    /// The refusals possible before an ID token is verified, whose provider is `unknown`;
+    /// their series exist from the start, at 0.
+    pub const BEFORE_VERIFICATION: [ExchangeReason; 3] = [
+        ExchangeReason::InvalidToken,
+        ExchangeReason::IssuerUnavailable,
+        ExchangeReason::RateLimited,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExchangeReason::InvalidToken => "invalid_token",
@@ -179,7 +187,7 @@ impl Metrics {
             "Trusted Publishing token exchanges, by CI provider, outcome and refusal reason",
             exchanges.clone(),
         );
-        for reason in ExchangeReason::ALL {
+        for reason in ExchangeReason::BEFORE_VERIFICATION {
             drop(exchanges.get_or_create(&ExchangeLabels {
                 provider: UNKNOWN_PROVIDER.to_owned(),
                 outcome: "refused",

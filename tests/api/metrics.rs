@@ -70,12 +70,16 @@ async fn metrics_count_requests_publishes_exchanges_and_refusals() -> anyhow::Re
         .await;
     let owner = app.token("alice");
     let before = scrape(&app).await?;
+    // Series that exist from the start, at 0.
     assert_eq!(
-        value(
-            &before,
-            r#"wharf_exchanges_total{provider="unknown",outcome="refused",reason="replay"}"#
+        before.get(
+            r#"wharf_exchanges_total{provider="unknown",outcome="refused",reason="invalid_token"}"#
         ),
-        0.0
+        Some(&0.0)
+    );
+    assert_eq!(
+        before.get(r#"wharf_publishes_total{method="trusted_publishing",outcome="ok"}"#),
+        Some(&0.0)
     );
     assert!(before.contains_key(r#"wharf_rate_limited_total{action="exchange_per_publisher"}"#));
 
