@@ -9,6 +9,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
 use crate::storage::{self, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
@@ -22,6 +24,10 @@ pub struct App {
     pub verifier: Verifier,
     /// Bounds the publishes that read and verify a crate file at once.
     pub publish_slots: PublishSlots,
+    /// Every Prometheus metric (served on `WHARF_METRICS_BIND` when set).
+    pub metrics: Arc<Metrics>,
+    /// Rate limits on publishes and exchanges, counted in the database.
+    pub limiter: RateLimiter,
 }
 
 /// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
@@ -86,6 +92,8 @@ impl App {
             config.limits.max_concurrent_publishes,
             config.limits.publish_queue_timeout,
         );
+        let metrics = Arc::new(Metrics::new(&db));
+        let limiter = RateLimiter::new(config.rate_limits.clone(), metrics.clone());
         Ok(Self {
             config,
             db,
@@ -93,6 +101,8 @@ impl App {
             http,
             verifier,
             publish_slots,
+            metrics,
+            limiter,
         })
     }
 }

@@ -188,6 +188,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     let application = Application::build(config)?;
     tracing::info!(port = application.port(), "listening");
+    if let Some(port) = application.metrics_port() {
+        tracing::info!(port, "serving metrics at /metrics");
+    }
     application
         .run_until_stopped()
         .await

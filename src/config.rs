@@ -13,6 +13,7 @@ use anyhow::{Context, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::limits::{Action, Rate, RateLimitConfig};
 use crate::registry::publish::{MetadataField, RequiredMetadata};
 
 /// The longest lifetime an exchanged Trusted Publishing token may be given.
@@ -60,6 +61,12 @@ const KEYS: &[&str] = &[
     "max_concurrent_publishes",
     "publish_queue_timeout",
     "required_metadata",
+    "rate_limit_publishes_per_crate",
+    "rate_limit_publishes_per_publisher",
+    "rate_limit_exchanges_per_address",
+    "rate_limit_exchanges_per_publisher",
+    "trusted_proxies",
+    "metrics_bind",
     "log",
     "log_format",
     "dev_mode",
@@ -84,6 +91,10 @@ pub struct Config {
     pub limits: Limits,
     /// The metadata fields every new version must carry (`WHARF_REQUIRED_METADATA`).
     pub required_metadata: RequiredMetadata,
+    /// Limits on publishes and exchanges, kept in the database (`WHARF_RATE_LIMIT_*`).
+    pub rate_limits: RateLimitConfig,
+    /// A separate listener for Prometheus text at `/metrics`; `None`: no metrics listener.
+    pub metrics_bind: Option<SocketAddr>,
     pub log: LogConfig,
 }
 
@@ -223,6 +234,8 @@ impl fmt::Debug for Config {
             .field("github_login", &self.github.oauth.is_some())
             .field("trustpub", &self.trustpub)
             .field("limits", &self.limits)
+            .field("rate_limits", &self.rate_limits)
+            .field("metrics_bind", &self.metrics_bind)
             .field(
                 "required_metadata",
                 &self
@@ -480,6 +493,19 @@ impl Config {
             RequiredMetadata::parse_list(raw.get("required_metadata").unwrap_or_default())
                 .context("WHARF_REQUIRED_METADATA")?;
 
+        let rate_limits = rate_limit_config(raw)?;
+        let metrics_bind = match raw.get("metrics_bind") {
+            Some(address) => Some(address.parse::<SocketAddr>().with_context(|| {
+                format!("WHARF_METRICS_BIND: `{address}` is not an address such as 127.0.0.1:9090")
+            })?),
+            None => None,
+        };
+        if metrics_bind.is_some_and(|metrics| metrics == bind && bind.port() != 0) {
+            bail!(
+                "WHARF_METRICS_BIND must differ from WHARF_BIND: metrics are served on a listener of their own"
+            );
+        }
+
         let log = LogConfig {
             filter: raw.get("log").unwrap_or("info").to_owned(),
             json: match raw.get("log_format") {
@@ -511,6 +537,8 @@ impl Config {
             },
             limits,
             required_metadata,
+            rate_limits,
+            metrics_bind,
             log,
         })
     }
@@ -536,6 +564,55 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// The default limits: generous enough for CI bursts (a workspace of many crates released by
+/// one job, a matrix of jobs exchanging at once behind one NAT address).
+const DEFAULT_RATE_LIMITS: [(Action, &str); 4] = [
+    (Action::PublishPerCrate, "30/10m"),
+    (Action::PublishPerPublisher, "300/10m"),
+    (Action::ExchangePerAddress, "300/1m"),
+    (Action::ExchangePerPublisher, "60/1m"),
+];
+
+/// `WHARF_RATE_LIMIT_*` and `WHARF_TRUSTED_PROXIES`.
+fn rate_limit_config(raw: &RawSettings) -> anyhow::Result<RateLimitConfig> {
+    let mut config = RateLimitConfig::default();
+    for (action, default) in DEFAULT_RATE_LIMITS {
+        let setting = action.setting();
+        let key = setting
+            .strip_prefix("WHARF_")
+            .unwrap_or(setting)
+            .to_ascii_lowercase();
+        let rate = Rate::parse(raw.get(&key).unwrap_or(default))
+            .map_err(|error| anyhow!("{setting}: {error}"))?;
+        let slot: &mut Option<Rate> = match action {
+            Action::PublishPerCrate => &mut config.publishes_per_crate,
+            Action::PublishPerPublisher => &mut config.publishes_per_publisher,
+            Action::ExchangePerAddress => &mut config.exchanges_per_address,
+            Action::ExchangePerPublisher => &mut config.exchanges_per_publisher,
+        };
+        *slot = rate;
+    }
+    config.trusted_proxies = raw
+        .get("trusted_proxies")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    anyhow!(
+                        "WHARF_TRUSTED_PROXIES: `{entry}` is not an address or a CIDR such as 10.0.0.0/8 or fd00::/8"
+                    )
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(config)
 }
 
 /// `WHARF_STORAGE_URL` (`s3://BUCKET[/PREFIX]`) with its S3 settings, or else the folder
@@ -961,6 +1038,91 @@ mod tests {
         ] {
             assert!(config(&[(key, value)]).is_err(), "{key}={value}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn rate_limits_have_generous_defaults_and_can_be_turned_off() -> anyhow::Result<()> {
+        let limits = config(&[])?.rate_limits;
+        let rate = |max, secs| {
+            Some(Rate {
+                max,
+                window: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(limits.publishes_per_crate, rate(30, 600));
+        assert_eq!(limits.publishes_per_publisher, rate(300, 600));
+        assert_eq!(limits.exchanges_per_address, rate(300, 60));
+        assert_eq!(limits.exchanges_per_publisher, rate(60, 60));
+        assert!(limits.trusted_proxies.is_empty());
+        let limits = config(&[
+            ("rate_limit_publishes_per_crate", "off"),
+            ("rate_limit_publishes_per_publisher", "0"),
+            ("rate_limit_exchanges_per_address", "5/2s"),
+            ("rate_limit_exchanges_per_publisher", "1/1h"),
+            ("trusted_proxies", "10.0.0.0/8, 192.0.2.7 ,fd00::/8"),
+        ])?
+        .rate_limits;
+        assert_eq!(limits.publishes_per_crate, None);
+        assert_eq!(limits.publishes_per_publisher, None);
+        assert_eq!(limits.exchanges_per_address, rate(5, 2));
+        assert_eq!(limits.exchanges_per_publisher, rate(1, 3600));
+        let proxies: Vec<String> = limits
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+
+        let error = |key, value| {
+            format!(
+                "{:#}",
+                config(&[(key, value)]).map(|_| ()).expect_err("refused")
+            )
+        };
+        assert_eq!(
+            error("rate_limit_publishes_per_crate", "30 per minute"),
+            "WHARF_RATE_LIMIT_PUBLISHES_PER_CRATE: `30 per minute` is not a limit such as 30/10m (at most 30 per 10 minutes), or 0/off for none"
+        );
+        assert!(
+            error("rate_limit_exchanges_per_address", "1/100ms")
+                .starts_with("WHARF_RATE_LIMIT_EXCHANGES_PER_ADDRESS: `1/100ms`: the window must be whole seconds")
+        );
+        assert_eq!(
+            error("trusted_proxies", "10.0.0.0/33"),
+            "WHARF_TRUSTED_PROXIES: `10.0.0.0/33` is not an address or a CIDR such as 10.0.0.0/8 or fd00::/8"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_metrics_listener_is_off_unless_set_and_apart_from_the_main_one() -> anyhow::Result<()> {
+        assert_eq!(config(&[])?.metrics_bind, None);
+        assert_eq!(
+            config(&[("metrics_bind", "127.0.0.1:9090")])?.metrics_bind,
+            Some("127.0.0.1:9090".parse()?)
+        );
+        assert!(
+            format!(
+                "{:#}",
+                config(&[("metrics_bind", "9090")])
+                    .map(|_| ())
+                    .expect_err("refused")
+            )
+            .contains("not an address such as 127.0.0.1:9090")
+        );
+        assert!(
+            format!(
+                "{:#}",
+                config(&[
+                    ("bind", "127.0.0.1:8080"),
+                    ("metrics_bind", "127.0.0.1:8080")
+                ])
+                .map(|_| ())
+                .expect_err("refused")
+            )
+            .contains("must differ from WHARF_BIND")
+        );
         Ok(())
     }
 

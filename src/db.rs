@@ -31,6 +31,14 @@ diesel::define_sql_function! {
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
+/// See [`Database::pool_state`].
+#[derive(Clone, Copy, Debug)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle_connections: u32,
+    pub max_size: u32,
+}
+
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
@@ -79,6 +87,16 @@ impl Database {
             .build(manager)
             .context("cannot connect to the database")?;
         Ok(Self { pool })
+    }
+
+    /// The pool's use now: connections open, of them idle, and the most it opens.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle_connections: state.idle_connections,
+            max_size: self.pool.max_size(),
+        }
     }
 
     /// Runs pending migrations; returns how many ran.

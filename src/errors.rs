@@ -22,6 +22,8 @@ pub enum AppError {
     Client { status: StatusCode, detail: String },
     /// A bug or an outage; logged with its cause chain, answered with a generic 500.
     Internal(anyhow::Error),
+    /// Over a rate limit ([`crate::limits`]): 429 with `Retry-After` in whole seconds.
+    TooManyRequests { detail: String, retry_after: u64 },
 }
 
 pub fn bad_request(detail: impl fmt::Display) -> AppError {
@@ -69,13 +71,14 @@ impl AppError {
         match self {
             AppError::Client { status, .. } => *status,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The text a user sees.
     pub fn detail(&self) -> &str {
         match self {
-            AppError::Client { detail, .. } => detail,
+            AppError::Client { detail, .. } | AppError::TooManyRequests { detail, .. } => detail,
             AppError::Internal(_) => "internal server error; the error has been logged",
         }
     }
@@ -86,6 +89,10 @@ impl fmt::Debug for AppError {
         match self {
             AppError::Client { status, detail } => write!(f, "{status}: {detail}"),
             AppError::Internal(error) => write!(f, "internal error: {error:?}"),
+            AppError::TooManyRequests {
+                detail,
+                retry_after,
+            } => write!(f, "429 (retry after {retry_after} s): {detail}"),
         }
     }
 }
@@ -121,7 +128,14 @@ impl ResponseError for AppError {
         if let AppError::Internal(error) = self {
             tracing::error!(error = format!("{error:#}"), "request failed");
         }
-        HttpResponse::build(self.status()).json(error_body(self.detail()))
+        let mut response = HttpResponse::build(self.status());
+        if let AppError::TooManyRequests { retry_after, .. } = self {
+            response.insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                retry_after.to_string(),
+            ));
+        }
+        response.json(error_body(self.detail()))
     }
 }
 

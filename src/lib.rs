@@ -15,6 +15,8 @@ pub mod errors;
 pub mod head;
 #[cfg(test)]
 mod layering;
+pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod oauth;
 pub mod pages;

@@ -64,6 +64,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    rate_limits (action, subject) {
+        action -> Text,
+        subject -> Text,
+        window_start -> BigInt,
+        hits -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     sessions (id_hash) {
         id_hash -> Text,
         user_id -> BigInt,
@@ -186,6 +196,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     crate_owners,
     crates,
     index_files,
+    rate_limits,
     sessions,
     trustpub_github_configs,
     trustpub_gitlab_configs,

@@ -29,6 +29,8 @@ pub struct Application {
     port: u16,
     server: Server,
     app: web::Data<App>,
+    /// The metrics listener's port and server, with `WHARF_METRICS_BIND`.
+    metrics: Option<(u16, Server)>,
 }
 
 impl Application {
@@ -38,13 +40,37 @@ impl Application {
         let port = listener.local_addr()?.port();
         config.set_bound_port(port)?;
         let session_key = load_session_key(&config)?;
+        let metrics_listener = match config.metrics_bind {
+            Some(bind) => Some(
+                TcpListener::bind(bind)
+                    .with_context(|| format!("cannot listen on {bind} (WHARF_METRICS_BIND)"))?,
+            ),
+            None => None,
+        };
         let app = web::Data::new(App::build(config)?);
         let server = run(listener, app.clone(), session_key)?;
-        Ok(Self { port, server, app })
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                let port = listener.local_addr()?.port();
+                Some((port, crate::metrics::serve(listener, app.metrics.clone())?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            port,
+            server,
+            app,
+            metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `WHARF_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
 
     pub fn app(&self) -> web::Data<App> {
@@ -52,12 +78,21 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s). Meanwhile
-    /// expired Trusted Publishing tokens, used `jti`s and expired sessions are deleted every
-    /// few minutes (on every instance; the deletes are idempotent).
+    /// expired Trusted Publishing tokens, used `jti`s, expired sessions and ended rate-limit
+    /// windows are deleted every few minutes (on every instance; the deletes are idempotent).
+    /// The metrics listener, if any, serves alongside and stops after the main server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
         cleaner.abort();
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            drop(task.await);
+        }
         result
     }
 
@@ -104,6 +139,7 @@ fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::
             .wrap(sessions)
             .wrap(headers)
             .wrap(TracingLogger::<RequestSpan>::new())
+            .wrap(from_fn(crate::metrics::track_requests))
             .app_data(app.clone())
             .app_data(
                 web::JsonConfig::default()
@@ -159,6 +195,13 @@ async fn clean_up_periodically(app: web::Data<App>) {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "expired sessions deleted"),
             Err(error) => tracing::warn!(?error, "clean-up of expired sessions failed"),
+        }
+        let result = app
+            .db
+            .run(|conn| Ok(crate::limits::clean_up(conn, crate::models::now())?))
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(?error, "clean-up of ended rate-limit windows failed");
         }
     }
 }

@@ -14,6 +14,8 @@ mod e2e_cargo;
 mod health;
 mod http;
 mod index;
+mod limits;
+mod metrics;
 mod pages;
 mod s3;
 mod startup;

@@ -29,6 +29,7 @@ use crate::db::{DbConn, is_unique_violation};
 use crate::errors::{
     AppError, AppResult, bad_request, client, conflict, forbidden, payload_too_large,
 };
+use crate::limits::Count;
 use crate::models::crate_owner::NewCrateOwner;
 use crate::models::krate::NewCrate;
 use crate::models::version::{NewVersion, pick_max_version};
@@ -63,12 +64,14 @@ pub async fn publish(
         Ok((metadata, validated))
     });
     let name = metadata.as_ref().ok().map(|(_, v)| v.name.clone());
+    let limiter = app.limiter.clone();
     let raw = app
         .db
         .run(move |conn| {
             let auth = Authenticated::resolve(conn, &raw, now())?;
             if let Some(name) = name {
                 authorize_publish(conn, &auth, &name)?;
+                limiter.check_publish(conn, &auth, &name, Count::No)?;
             }
             Ok(raw)
         })
@@ -92,11 +95,13 @@ pub async fn publish(
     .await??;
 
     let storage = app.storage.clone();
+    let limiter = app.limiter.clone();
     let (crate_name, version) = app
         .db
         .transaction(move |conn| {
             let now = now();
             let auth = Authenticated::resolve(conn, &raw, now)?;
+            limiter.check_publish(conn, &auth, &checked.name, Count::Yes)?;
             record_publish(conn, &auth, &checked, storage.as_ref(), now)?;
             Ok((
                 checked.name.as_str().to_owned(),

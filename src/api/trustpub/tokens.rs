@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::auth::RawToken;
 use crate::db::DbConn;
 use crate::errors::{AppResult, bad_request, forbidden, internal, service_unavailable};
+use crate::metrics::{ExchangeReason as Reason, UNKNOWN_PROVIDER};
 use crate::models::audit::{self, Actor};
 use crate::models::now;
 use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
@@ -31,9 +32,13 @@ pub struct ExchangeBody {
 
 pub async fn exchange(
     app: web::Data<App>,
+    req: HttpRequest,
     body: web::Json<ExchangeBody>,
 ) -> AppResult<HttpResponse> {
+    app.limiter.check_exchange_address(&app.db, &req).await?;
     let identity = app.verifier.verify(&body.jwt).await.map_err(|e| {
+        app.metrics
+            .exchange_refused(UNKNOWN_PROVIDER, Reason::of_verify(&e));
         if e.is_unavailable() {
             service_unavailable(e)
         } else {
@@ -42,14 +47,19 @@ pub async fn exchange(
     })?;
     let ttl = chrono::Duration::from_std(app.config.trustpub.token_ttl).map_err(internal)?;
     let (token, hash) = tokens::generate(tokens::TRUSTPUB_TOKEN_PREFIX);
+    let provider = identity.provider().as_str();
+    let (metrics, limiter) = (app.metrics.clone(), app.limiter.clone());
     let crates = app
         .db
         .transaction(move |conn| {
             let now = now();
-            let matches = match_configs(conn, &identity)?;
+            let matches = match_configs(conn, &identity)
+                .inspect_err(|e| metrics.exchange_refused_by(provider, e, Reason::NoMatch))?;
+            limiter.check_exchange_publishers(conn, provider, matches.iter().map(|m| m.publisher_id))?;
             let jti_hash = jti_hash(identity.issuer(), identity.jti());
             let replay_until = identity.replay_window_ends_at().naive_utc();
             if !trustpub_token::claim_jti(conn, &jti_hash, replay_until)? {
+                metrics.exchange_refused(provider, Reason::Replay);
                 return Err(bad_request(
                     "this ID token has already been exchanged; each ID token can be used once. Request a fresh ID token from your CI platform",
                 ));
@@ -85,7 +95,9 @@ pub async fn exchange(
             }
             Ok(matches.into_iter().map(|m| m.crate_name).collect::<Vec<_>>())
         })
-        .await?;
+        .await
+        .inspect_err(|e| app.metrics.exchange_error_if_server(provider, e))?;
+    app.metrics.exchange_ok(provider);
     tracing::info!(crates = ?crates, "trusted publishing token minted");
     Ok(HttpResponse::Ok().json(json!({ "token": token })))
 }

@@ -34,6 +34,8 @@ pub use self::crates::CrateBuilder;
 pub struct TestApp {
     pub base_url: String,
     pub port: u16,
+    /// The metrics listener's port, when the test set `metrics_bind`.
+    pub metrics_port: Option<u16>,
     pub client: reqwest::Client,
     pub app: web::Data<App>,
     pub data_dir: tempfile::TempDir,
@@ -369,12 +371,14 @@ impl TestAppBuilder {
         let config = Config::from_settings(&self.settings).expect("config");
         let application = Application::build(config).expect("build app");
         let port = application.port();
+        let metrics_port = application.metrics_port();
         let app = application.app();
         let handle = application.server_handle();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             base_url: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_port,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
