@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::registry::publish::{MetadataField, RequiredMetadata};
+use crate::trustpub::ProviderKind;
 
 /// The longest lifetime an exchanged Trusted Publishing token may be given.
 pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
@@ -52,8 +53,6 @@ const KEYS: &[&str] = &[
     "github_url",
     "github_api_url",
     "trustpub_audience",
-    "trustpub_github_issuer",
-    "trustpub_gitlab_issuers",
     "trustpub_token_ttl",
     "max_crate_size",
     "max_unpacked_size",
@@ -169,9 +168,32 @@ pub struct GitHubOAuth {
 pub struct TrustpubConfig {
     pub audience: String,
     pub audience_derived: bool,
-    pub github_issuer: String,
-    pub gitlab_issuers: Vec<String>,
+    /// The trusted issuers of each provider, from its setting
+    /// ([`crate::trustpub::ProviderKind::issuer_setting`]).
+    pub issuers: BTreeMap<ProviderKind, Vec<String>>,
     pub token_ttl: Duration,
+}
+
+impl TrustpubConfig {
+    /// The trusted issuers of `kind`.
+    pub fn issuers_of(&self, kind: ProviderKind) -> &[String] {
+        self.issuers.get(&kind).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Whether `key` is a setting: one of [`KEYS`] or a provider's issuer setting.
+fn is_key(key: &str) -> bool {
+    KEYS.contains(&key)
+        || ProviderKind::ALL
+            .iter()
+            .any(|kind| kind.issuer_setting().key == key)
+}
+
+/// Every setting's key, for messages.
+fn all_keys() -> Vec<&'static str> {
+    let mut keys = KEYS.to_vec();
+    keys.extend(ProviderKind::ALL.iter().map(|k| k.issuer_setting().key));
+    keys
 }
 
 #[derive(Clone, Debug)]
@@ -275,10 +297,10 @@ impl RawSettings {
         let table: toml::Table = toml::from_str(text).context("invalid TOML")?;
         let mut raw = Self::default();
         for (key, value) in table {
-            if !KEYS.contains(&key.as_str()) && !AWS_KEYS.contains(&key.as_str()) {
+            if !is_key(&key) && !AWS_KEYS.contains(&key.as_str()) {
                 bail!(
                     "unknown configuration key `{key}` (known keys: {}, {})",
-                    KEYS.join(", "),
+                    all_keys().join(", "),
                     AWS_KEYS.join(", ")
                 );
             }
@@ -310,7 +332,7 @@ impl RawSettings {
             }
             if let Some(key) = name.strip_prefix("WHARF_") {
                 let key = key.to_ascii_lowercase();
-                if KEYS.contains(&key.as_str()) {
+                if is_key(&key) {
                     self.0.insert(key, value);
                 }
             }
@@ -418,19 +440,34 @@ impl Config {
             None => host_with_port(&public_url)?,
         };
         let audience_derived = raw.get("trustpub_audience").is_none();
-        let github_issuer = check_issuer(
-            "WHARF_TRUSTPUB_GITHUB_ISSUER",
-            raw.get("trustpub_github_issuer")
-                .unwrap_or("https://token.actions.githubusercontent.com"),
-        )?;
-        let gitlab_issuers = raw
-            .get("trustpub_gitlab_issuers")
-            .unwrap_or("https://gitlab.com")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|issuer| check_issuer("WHARF_TRUSTPUB_GITLAB_ISSUERS", issuer))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut issuers: BTreeMap<ProviderKind, Vec<String>> = BTreeMap::new();
+        for kind in ProviderKind::ALL {
+            let setting = kind.issuer_setting();
+            let env = setting.env_name();
+            let value = raw.get(setting.key).unwrap_or(setting.default);
+            let values: Vec<&str> = if setting.many {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            } else {
+                vec![value]
+            };
+            let checked = values
+                .into_iter()
+                .map(|issuer| check_issuer(&env, issuer))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for issuer in &checked {
+                if let Some((other, _)) = issuers.iter().find(|(_, i)| i.contains(issuer)) {
+                    bail!(
+                        "{env}: the issuer `{issuer}` is also configured for {}; an issuer belongs to one CI provider",
+                        other.label()
+                    );
+                }
+            }
+            issuers.insert(*kind, checked);
+        }
         let token_ttl = match raw.get("trustpub_token_ttl") {
             Some(ttl) => humantime::parse_duration(ttl).with_context(|| {
                 format!("WHARF_TRUSTPUB_TOKEN_TTL: `{ttl}` is not a duration such as 30m")
@@ -505,8 +542,7 @@ impl Config {
             trustpub: TrustpubConfig {
                 audience,
                 audience_derived,
-                github_issuer,
-                gitlab_issuers,
+                issuers,
                 token_ttl,
             },
             limits,

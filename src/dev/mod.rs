@@ -83,6 +83,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trustpub::ProviderKind;
 
     #[test]
     fn dev_mode_points_github_and_gitlab_at_the_fake() -> anyhow::Result<()> {
@@ -98,12 +99,12 @@ mod tests {
         assert_eq!(config.github.url.as_str().trim_end_matches('/'), base);
         assert_eq!(config.github.api_url.as_str(), format!("{base}/api/v3"));
         assert_eq!(
-            config.trustpub.github_issuer,
-            format!("{base}/_services/token")
+            config.trustpub.issuers_of(ProviderKind::GitHub),
+            [format!("{base}/_services/token")]
         );
         assert_eq!(
-            config.trustpub.gitlab_issuers,
-            vec![format!("{base}/gitlab")]
+            config.trustpub.issuers_of(ProviderKind::GitLab),
+            [format!("{base}/gitlab")]
         );
         assert!(config.github.oauth.is_some(), "GitHub login is on");
         Ok(())
