@@ -730,7 +730,12 @@ mod tests {
     }
 
     /// (what, claim overrides, configs, the crates that match or the whole message)
-    type Case = (&'static str, Value, Vec<Candidate<GitHubConfig>>, Result<Vec<String>, String>);
+    type Case = (
+        &'static str,
+        Value,
+        Vec<Candidate<GitHubConfig>>,
+        Result<Vec<String>, String>,
+    );
 
     #[test]
     fn tokens_are_matched_against_configs() {
