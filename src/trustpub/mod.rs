@@ -21,6 +21,7 @@
 //! No actix here; the database is touched only by each provider's config-table functions.
 //! Matching is pure.
 
+pub mod buildkite;
 pub mod claims;
 pub mod errors;
 pub mod github;

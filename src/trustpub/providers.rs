@@ -24,6 +24,7 @@ macro_rules! registry {
         $($callback)::+! { [$($args)*]
             GitHub = "github" => $crate::trustpub::github::GitHub,
             GitLab = "gitlab" => $crate::trustpub::gitlab::GitLab,
+            Buildkite = "buildkite" => $crate::trustpub::buildkite::Buildkite,
         }
     };
 }
