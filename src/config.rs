@@ -960,6 +960,53 @@ mod tests {
     }
 
     #[test]
+    fn every_provider_has_its_issuer_setting_and_an_issuer_belongs_to_one() -> anyhow::Result<()> {
+        let defaults = config(&[])?;
+        let issuers = |kind| defaults.trustpub.issuers_of(kind).to_vec();
+        assert_eq!(
+            issuers(ProviderKind::GitHub),
+            ["https://token.actions.githubusercontent.com"]
+        );
+        assert_eq!(issuers(ProviderKind::GitLab), ["https://gitlab.com"]);
+        assert_eq!(
+            issuers(ProviderKind::Buildkite),
+            ["https://agent.buildkite.com"]
+        );
+
+        let mut raw = RawSettings::default();
+        raw.merge_env([(
+            "WHARF_TRUSTPUB_BUILDKITE_ISSUER".to_owned(),
+            "http://127.0.0.1:9/buildkite/".to_owned(),
+        )]);
+        let config = Config::from_settings(&raw)?;
+        assert_eq!(
+            config.trustpub.issuers_of(ProviderKind::Buildkite),
+            ["http://127.0.0.1:9/buildkite"]
+        );
+        assert!(
+            RawSettings::from_toml_str("trustpub_buildkite_issuer = \"https://bk.example\"")
+                .is_ok()
+        );
+        assert!(
+            config_error(&[("trustpub_buildkite_issuer", "http://bk.example.com")]).starts_with(
+                "WHARF_TRUSTPUB_BUILDKITE_ISSUER: `http://bk.example.com` must be an https:// URL"
+            )
+        );
+        assert_eq!(
+            config_error(&[("trustpub_gitlab_issuers", "https://agent.buildkite.com")]),
+            "WHARF_TRUSTPUB_BUILDKITE_ISSUER: the issuer `https://agent.buildkite.com` is also configured for GitLab CI; an issuer belongs to one CI provider"
+        );
+        Ok(())
+    }
+
+    fn config_error(pairs: &[(&str, &str)]) -> String {
+        config(pairs)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+    }
+
+    #[test]
     fn token_ttl_is_bounded() {
         assert!(config(&[("trustpub_token_ttl", "7h")]).is_err());
         assert!(config(&[("trustpub_token_ttl", "6h")]).is_ok());
