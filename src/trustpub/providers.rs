@@ -46,7 +46,6 @@ macro_rules! dispatch {
     ([$kind:expr, $p:ident, $body:expr] $($variant:ident = $name:literal => $ty:ty,)*) => {
         match $kind {
             $($crate::trustpub::providers::ProviderKind::$variant => {
-                #[allow(dead_code)]
                 type $p = $ty;
                 $body
             })*
@@ -71,7 +70,6 @@ macro_rules! dispatch_claims {
     ([$claims:expr, $p:ident, $c:ident, $body:expr] $($variant:ident = $name:literal => $ty:ty,)*) => {
         match $claims {
             $($crate::trustpub::providers::Claims::$variant($c) => {
-                #[allow(dead_code)]
                 type $p = $ty;
                 $body
             })*
