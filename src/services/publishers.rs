@@ -368,6 +368,6 @@ mod tests {
             error.detail(),
             "crate: name the crate; project: a GitLab project path"
         );
-        assert_eq!(error.status(), actix_web::http::StatusCode::BAD_REQUEST);
+        assert_eq!(error.status().as_u16(), 400);
     }
 }
