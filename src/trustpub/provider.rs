@@ -167,7 +167,7 @@ pub trait Provider: 'static {
         Ok(())
     }
 
-    /// `published_by` (SPEC §5): the person who started the run, or what the platform names
+    /// `published_by`: the person who started the run, or what the platform names
     /// instead.
     fn published_by(claims: &Self::Claims) -> String;
 
@@ -247,7 +247,7 @@ pub trait Provider: 'static {
 // Helpers the matchers share.
 
 /// Compares a configured value that must equal the claim ignoring ASCII case when set. No
-/// configured value (or an empty one) accepts any value and none. Only ASCII (SPEC §4): under
+/// configured value (or an empty one) accepts any value and none. Only ASCII: under
 /// Unicode rules `\u{212A}8s` (a Kelvin sign) would equal `k8s`, so a look-alike name could
 /// pass for the configured one. Returns the expected value on a mismatch.
 pub fn environment_mismatch(configured: Option<&str>, claimed: Option<&str>) -> Option<String> {
@@ -405,7 +405,7 @@ mod tests {
             ("k8s".into(), "K8S".into(), true),
             ("Release".into(), "release".into(), true),
             ("prod-é".into(), "prod-é".into(), true),
-            // Unicode case pairs are not folded: SPEC §4 says ASCII only.
+            // Unicode case pairs are not folded: ASCII only.
             ("prod-é".into(), "PROD-É".into(), false),
             ("\u{e5}".into(), "\u{212B}".into(), false),
             ("\u{3c9}".into(), "\u{2126}".into(), false),

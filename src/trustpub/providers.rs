@@ -163,7 +163,7 @@ macro_rules! define {
                 }
             }
 
-            /// `published_by` (SPEC §5).
+            /// `published_by`: who or what published.
             pub fn published_by(&self) -> String {
                 match self {
                     $(Claims::$variant(c) => <$ty as Provider>::published_by(c),)*
