@@ -84,8 +84,7 @@ impl App {
             http.clone(),
             TrustpubSettings {
                 audience: config.trustpub.audience.clone(),
-                github_issuer: config.trustpub.github_issuer.clone(),
-                gitlab_issuers: config.trustpub.gitlab_issuers.clone(),
+                issuers: config.trustpub.issuers.clone(),
             },
         );
         let publish_slots = PublishSlots::new(

@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::limits::{Action, Rate, RateLimitConfig};
 use crate::registry::publish::{MetadataField, RequiredMetadata};
+use crate::trustpub::ProviderKind;
 
 /// The longest lifetime an exchanged Trusted Publishing token may be given.
 pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
@@ -53,8 +54,6 @@ const KEYS: &[&str] = &[
     "github_url",
     "github_api_url",
     "trustpub_audience",
-    "trustpub_github_issuer",
-    "trustpub_gitlab_issuers",
     "trustpub_token_ttl",
     "max_crate_size",
     "max_unpacked_size",
@@ -180,9 +179,32 @@ pub struct GitHubOAuth {
 pub struct TrustpubConfig {
     pub audience: String,
     pub audience_derived: bool,
-    pub github_issuer: String,
-    pub gitlab_issuers: Vec<String>,
+    /// The trusted issuers of each provider, from its setting
+    /// ([`crate::trustpub::ProviderKind::issuer_setting`]).
+    pub issuers: BTreeMap<ProviderKind, Vec<String>>,
     pub token_ttl: Duration,
+}
+
+impl TrustpubConfig {
+    /// The trusted issuers of `kind`.
+    pub fn issuers_of(&self, kind: ProviderKind) -> &[String] {
+        self.issuers.get(&kind).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Whether `key` is a setting: one of [`KEYS`] or a provider's issuer setting.
+fn is_key(key: &str) -> bool {
+    KEYS.contains(&key)
+        || ProviderKind::ALL
+            .iter()
+            .any(|kind| kind.issuer_setting().key == key)
+}
+
+/// Every setting's key, for messages.
+fn all_keys() -> Vec<&'static str> {
+    let mut keys = KEYS.to_vec();
+    keys.extend(ProviderKind::ALL.iter().map(|k| k.issuer_setting().key));
+    keys
 }
 
 #[derive(Clone, Debug)]
@@ -288,10 +310,10 @@ impl RawSettings {
         let table: toml::Table = toml::from_str(text).context("invalid TOML")?;
         let mut raw = Self::default();
         for (key, value) in table {
-            if !KEYS.contains(&key.as_str()) && !AWS_KEYS.contains(&key.as_str()) {
+            if !is_key(&key) && !AWS_KEYS.contains(&key.as_str()) {
                 bail!(
                     "unknown configuration key `{key}` (known keys: {}, {})",
-                    KEYS.join(", "),
+                    all_keys().join(", "),
                     AWS_KEYS.join(", ")
                 );
             }
@@ -323,7 +345,7 @@ impl RawSettings {
             }
             if let Some(key) = name.strip_prefix("WHARF_") {
                 let key = key.to_ascii_lowercase();
-                if KEYS.contains(&key.as_str()) {
+                if is_key(&key) {
                     self.0.insert(key, value);
                 }
             }
@@ -431,19 +453,34 @@ impl Config {
             None => host_with_port(&public_url)?,
         };
         let audience_derived = raw.get("trustpub_audience").is_none();
-        let github_issuer = check_issuer(
-            "WHARF_TRUSTPUB_GITHUB_ISSUER",
-            raw.get("trustpub_github_issuer")
-                .unwrap_or("https://token.actions.githubusercontent.com"),
-        )?;
-        let gitlab_issuers = raw
-            .get("trustpub_gitlab_issuers")
-            .unwrap_or("https://gitlab.com")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|issuer| check_issuer("WHARF_TRUSTPUB_GITLAB_ISSUERS", issuer))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut issuers: BTreeMap<ProviderKind, Vec<String>> = BTreeMap::new();
+        for kind in ProviderKind::ALL {
+            let setting = kind.issuer_setting();
+            let env = setting.env_name();
+            let value = raw.get(setting.key).unwrap_or(setting.default);
+            let values: Vec<&str> = if setting.many {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            } else {
+                vec![value]
+            };
+            let checked = values
+                .into_iter()
+                .map(|issuer| check_issuer(&env, issuer))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for issuer in &checked {
+                if let Some((other, _)) = issuers.iter().find(|(_, i)| i.contains(issuer)) {
+                    bail!(
+                        "{env}: the issuer `{issuer}` is also configured for {}; an issuer belongs to one CI provider",
+                        other.label()
+                    );
+                }
+            }
+            issuers.insert(*kind, checked);
+        }
         let token_ttl = match raw.get("trustpub_token_ttl") {
             Some(ttl) => humantime::parse_duration(ttl).with_context(|| {
                 format!("WHARF_TRUSTPUB_TOKEN_TTL: `{ttl}` is not a duration such as 30m")
@@ -531,8 +568,7 @@ impl Config {
             trustpub: TrustpubConfig {
                 audience,
                 audience_derived,
-                github_issuer,
-                gitlab_issuers,
+                issuers,
                 token_ttl,
             },
             limits,
@@ -998,6 +1034,53 @@ mod tests {
         assert!(config(&[("trustpub_gitlab_issuers", "http://gitlab.example.com")]).is_err());
         assert!(config(&[("trustpub_gitlab_issuers", "http://127.0.0.1:9999")]).is_ok());
         assert!(config(&[("trustpub_github_issuer", "http://localhost:1")]).is_ok());
+    }
+
+    #[test]
+    fn every_provider_has_its_issuer_setting_and_an_issuer_belongs_to_one() -> anyhow::Result<()> {
+        let defaults = config(&[])?;
+        let issuers = |kind| defaults.trustpub.issuers_of(kind).to_vec();
+        assert_eq!(
+            issuers(ProviderKind::GitHub),
+            ["https://token.actions.githubusercontent.com"]
+        );
+        assert_eq!(issuers(ProviderKind::GitLab), ["https://gitlab.com"]);
+        assert_eq!(
+            issuers(ProviderKind::Buildkite),
+            ["https://agent.buildkite.com"]
+        );
+
+        let mut raw = RawSettings::default();
+        raw.merge_env([(
+            "WHARF_TRUSTPUB_BUILDKITE_ISSUER".to_owned(),
+            "http://127.0.0.1:9/buildkite/".to_owned(),
+        )]);
+        let config = Config::from_settings(&raw)?;
+        assert_eq!(
+            config.trustpub.issuers_of(ProviderKind::Buildkite),
+            ["http://127.0.0.1:9/buildkite"]
+        );
+        assert!(
+            RawSettings::from_toml_str("trustpub_buildkite_issuer = \"https://bk.example\"")
+                .is_ok()
+        );
+        assert!(
+            config_error(&[("trustpub_buildkite_issuer", "http://bk.example.com")]).starts_with(
+                "WHARF_TRUSTPUB_BUILDKITE_ISSUER: `http://bk.example.com` must be an https:// URL"
+            )
+        );
+        assert_eq!(
+            config_error(&[("trustpub_gitlab_issuers", "https://agent.buildkite.com")]),
+            "WHARF_TRUSTPUB_BUILDKITE_ISSUER: the issuer `https://agent.buildkite.com` is also configured for GitLab CI; an issuer belongs to one CI provider"
+        );
+        Ok(())
+    }
+
+    fn config_error(pairs: &[(&str, &str)]) -> String {
+        config(pairs)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod models;
 pub mod oauth;
 pub mod pages;
-pub mod publishers;
 pub mod registry;
 pub mod router;
 pub mod schema;

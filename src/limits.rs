@@ -261,7 +261,7 @@ impl RateLimiter {
         let publisher = match auth {
             Authenticated::User(user) => Subject::user(user.user.id, &user.user.login),
             Authenticated::Trustpub(tp) => {
-                let provider = tp.publisher["provider"].as_str().unwrap_or("trustpub");
+                let provider = tp.publisher.kind().as_str();
                 let grant = Crate::by_canonical(conn, name.canonical().as_ref())?
                     .and_then(|krate| tp.crates.get(&krate.id));
                 match grant {

@@ -61,29 +61,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/trusted_publishing/tokens",
                     web::delete().to(api::trustpub::tokens::revoke),
                 )
+                // publisher configs of every provider in `trustpub::providers`: `github_configs`…
                 .route(
-                    "/trusted_publishing/github_configs",
-                    web::get().to(api::trustpub::configs::list_github),
+                    "/trusted_publishing/{kind}_configs",
+                    web::get().to(api::trustpub::configs::list),
                 )
                 .route(
-                    "/trusted_publishing/github_configs",
-                    web::post().to(api::trustpub::configs::create_github),
+                    "/trusted_publishing/{kind}_configs",
+                    web::post().to(api::trustpub::configs::create),
                 )
                 .route(
-                    "/trusted_publishing/github_configs/{id}",
-                    web::delete().to(api::trustpub::configs::delete_github),
-                )
-                .route(
-                    "/trusted_publishing/gitlab_configs",
-                    web::get().to(api::trustpub::configs::list_gitlab),
-                )
-                .route(
-                    "/trusted_publishing/gitlab_configs",
-                    web::post().to(api::trustpub::configs::create_gitlab),
-                )
-                .route(
-                    "/trusted_publishing/gitlab_configs/{id}",
-                    web::delete().to(api::trustpub::configs::delete_gitlab),
+                    "/trusted_publishing/{kind}_configs/{id}",
+                    web::delete().to(api::trustpub::configs::delete),
                 )
                 .default_service(web::to(api::not_found_handler)),
         );
@@ -129,13 +118,13 @@ fn pages_routes(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(pages::session::require_login))
                 .route("", web::get().to(cs::show))
                 .route("/trustpub-only", web::post().to(cs::set_trustpub_only))
-                .route("/github", web::post().to(cs::add_github))
-                .route("/gitlab", web::post().to(cs::add_gitlab))
                 .route("/{kind}/{id}/remove", web::get().to(cs::confirm_remove))
                 .route("/{kind}/{id}/remove", web::post().to(cs::remove))
                 .route("/tokens/{id}/revoke", web::post().to(cs::revoke_token))
                 .route("/owners", web::post().to(cs::add_owner))
-                .route("/owners/remove", web::post().to(cs::remove_owner)),
+                .route("/owners/remove", web::post().to(cs::remove_owner))
+                // adds a publisher of a provider in `trustpub::providers`: `/github`…
+                .route("/{kind}", web::post().to(cs::add_publisher)),
         )
         .default_service(web::to(pages::errors::not_found_page));
 }

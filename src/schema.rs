@@ -128,6 +128,21 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(versions -> crates (crate_id));
 
 diesel::table! {
+    trustpub_buildkite_configs (id) {
+        id -> BigInt,
+        crate_id -> BigInt,
+        organization -> Text,
+        organization_id -> Nullable<Text>,
+        pipeline -> Text,
+        pipeline_id -> Nullable<Text>,
+        branch -> Nullable<Text>,
+        step_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        created_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     trustpub_github_configs (id) {
         id -> BigInt,
         crate_id -> BigInt,
@@ -185,6 +200,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(trustpub_buildkite_configs -> crates (crate_id));
 diesel::joinable!(trustpub_github_configs -> crates (crate_id));
 diesel::joinable!(trustpub_gitlab_configs -> crates (crate_id));
 diesel::joinable!(trustpub_token_crates -> crates (crate_id));
@@ -198,6 +214,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     index_files,
     rate_limits,
     sessions,
+    trustpub_buildkite_configs,
     trustpub_github_configs,
     trustpub_gitlab_configs,
     trustpub_token_crates,

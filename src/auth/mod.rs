@@ -16,10 +16,11 @@ use chrono::NaiveDateTime;
 use crate::db::DbConn;
 use crate::errors::{AppResult, forbidden};
 use crate::models::audit::Actor;
-use crate::models::trustpub_token::{CrateGrant, publisher_detail};
+use crate::models::trustpub_token::CrateGrant;
 use crate::models::{ApiToken, Crate, User};
 use crate::services::owners;
 use crate::tokens::{self, EndpointScope};
+use crate::trustpub::{Published, TrustpubData};
 
 /// The raw token from the request, if any. Never logged.
 pub struct RawToken(String);
@@ -70,7 +71,7 @@ pub struct TrustpubAuth {
     /// revocation (if any) that took the crate away from the token since.
     pub crates: BTreeMap<i64, CrateGrant>,
     /// The CI identity (actor, repository, workflow, run…), recorded on every publish.
-    pub publisher: serde_json::Value,
+    pub publisher: Box<TrustpubData>,
     pub actor: String,
 }
 
@@ -93,11 +94,11 @@ impl TrustpubAuth {
 
     /// What a publish of the crate `crate_id` records: the CI identity and the config that
     /// matched.
-    pub fn publisher_for(&self, crate_id: i64) -> serde_json::Value {
-        publisher_detail(
-            &self.publisher,
-            self.crates.get(&crate_id).map(|grant| grant.config_id),
-        )
+    pub fn publisher_for(&self, crate_id: i64) -> Published {
+        Published {
+            data: (*self.publisher).clone(),
+            config_id: self.crates.get(&crate_id).map(|grant| grant.config_id),
+        }
     }
 }
 

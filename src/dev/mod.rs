@@ -22,7 +22,7 @@ pub struct DevOptions {
 
 /// The registry's settings for development: the environment and file as usual (the data dir
 /// defaults to `./wharf-dev-data`), with GitHub (login, REST API, GitHub Actions issuer) and
-/// the trusted GitLab issuer pointed at the fake.
+/// the trusted GitLab and Buildkite issuers pointed at the fake.
 pub fn dev_config(mut raw: RawSettings, idp: &FakeIdp) -> anyhow::Result<Config> {
     if !raw.contains("data_dir") {
         raw.set("data_dir", "./wharf-dev-data");
@@ -38,6 +38,10 @@ pub fn dev_config(mut raw: RawSettings, idp: &FakeIdp) -> anyhow::Result<Config>
         .set(
             "trustpub_gitlab_issuers",
             idp.issuer_of(Provider::GitLab).url(),
+        )
+        .set(
+            "trustpub_buildkite_issuer",
+            idp.issuer_of(Provider::Buildkite).url(),
         );
     let config = Config::from_settings(&raw)?;
     check_loopback(&config)?;
@@ -83,9 +87,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trustpub::ProviderKind;
 
     #[test]
-    fn dev_mode_points_github_and_gitlab_at_the_fake() -> anyhow::Result<()> {
+    fn dev_mode_points_github_gitlab_and_buildkite_at_the_fake() -> anyhow::Result<()> {
         let idp = FakeIdp::start_with(FakeIdpOptions::for_dev(0))?;
         let data = tempfile::tempdir()?;
         let mut raw = RawSettings::default();
@@ -98,12 +103,16 @@ mod tests {
         assert_eq!(config.github.url.as_str().trim_end_matches('/'), base);
         assert_eq!(config.github.api_url.as_str(), format!("{base}/api/v3"));
         assert_eq!(
-            config.trustpub.github_issuer,
-            format!("{base}/_services/token")
+            config.trustpub.issuers_of(ProviderKind::GitHub),
+            [format!("{base}/_services/token")]
         );
         assert_eq!(
-            config.trustpub.gitlab_issuers,
-            vec![format!("{base}/gitlab")]
+            config.trustpub.issuers_of(ProviderKind::GitLab),
+            [format!("{base}/gitlab")]
+        );
+        assert_eq!(
+            config.trustpub.issuers_of(ProviderKind::Buildkite),
+            [format!("{base}/buildkite")]
         );
         assert!(config.github.oauth.is_some(), "GitHub login is on");
         Ok(())

@@ -7,7 +7,6 @@ pub mod index_file;
 pub mod krate;
 pub mod session;
 pub mod token;
-pub mod trustpub_config;
 pub mod trustpub_token;
 pub mod user;
 pub mod version;

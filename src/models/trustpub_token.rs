@@ -11,20 +11,19 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde_json::Value;
 
 use crate::auth::{RawToken, TrustpubAuth};
 use crate::db::DbConn;
-use crate::errors::{AppResult, forbidden};
+use crate::errors::{AppResult, forbidden, internal};
 use crate::schema::{trustpub_token_crates, trustpub_tokens, trustpub_used_jtis};
-use crate::trustpub::Provider;
+use crate::trustpub::{ProviderKind, TrustpubData};
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = trustpub_tokens)]
 pub struct NewTrustpubToken<'a> {
     pub token_hash: &'a str,
     pub actor: &'a str,
-    /// JSON: the CI identity recorded on each publish.
+    /// [`TrustpubData`] as JSON: the CI identity recorded on each publish.
     pub publisher: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
@@ -34,7 +33,7 @@ pub struct NewTrustpubToken<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MintedThrough {
     pub crate_id: i64,
-    pub provider: Provider,
+    pub provider: ProviderKind,
     pub config_id: i64,
 }
 
@@ -201,10 +200,11 @@ pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResu
             "this Trusted Publishing token may no longer publish any crate{why}. Exchange a fresh ID token from a workflow that is still a trusted publisher"
         )));
     }
+    let publisher: TrustpubData = serde_json::from_str(&publisher).map_err(internal)?;
     Ok(TrustpubAuth {
         token_id,
         crates,
-        publisher: serde_json::from_str(&publisher)?,
+        publisher: Box::new(publisher),
         actor,
     })
 }
@@ -229,7 +229,7 @@ pub fn revoke(conn: &mut DbConn, token_hash: &str) -> QueryResult<bool> {
 /// config's crate; returns how many tokens lost it.
 pub fn revoke_minted_through(
     conn: &mut DbConn,
-    provider: Provider,
+    provider: ProviderKind,
     config_id: i64,
     by: &str,
     now: NaiveDateTime,
@@ -287,25 +287,25 @@ fn revocation(by: &str, because: RevokedBecause, now: NaiveDateTime) -> Revocati
 pub struct ExchangedToken {
     pub id: i64,
     pub actor: String,
-    /// The CI identity (repository, workflow, run URL…).
-    pub publisher: Value,
+    /// The CI identity (repository, workflow, run URL…); `None` if the stored record is not
+    /// readable.
+    pub publisher: Option<TrustpubData>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
 }
 
 impl ExchangedToken {
-    /// The link to the CI run or job that exchanged the ID token, if recorded.
+    /// The link to the CI run, job or build that exchanged the ID token.
     pub fn run_url(&self) -> Option<&str> {
-        self.publisher["run_url"].as_str()
+        self.publisher.as_ref()?.safe_run_url()
     }
 
-    /// `repository` + workflow, for showing which publisher minted it.
+    /// Which publisher minted it: `octo-org/widget (release.yml)`.
     pub fn workflow(&self) -> String {
-        let text = |key: &str| self.publisher[key].as_str().unwrap_or_default();
-        match (text("repository"), text("workflow")) {
-            (repository, "") => repository.to_owned(),
-            (repository, workflow) => format!("{repository} ({workflow})"),
-        }
+        self.publisher
+            .as_ref()
+            .map(|p| p.record().summary())
+            .unwrap_or_default()
     }
 }
 
@@ -350,7 +350,9 @@ pub fn live_for_crate(
         tokens.push(ExchangedToken {
             id,
             actor,
-            publisher: serde_json::from_str(&publisher).unwrap_or(Value::Null),
+            publisher: serde_json::from_str(&publisher)
+                .inspect_err(|e| tracing::warn!(error = %e, "unreadable Trusted Publishing record"))
+                .ok(),
             created_at,
             expires_at,
         });
@@ -361,7 +363,7 @@ pub fn live_for_crate(
 /// How many unexpired tokens the config `config_id` of `provider` would revoke if removed.
 pub fn live_count_minted_through(
     conn: &mut DbConn,
-    provider: Provider,
+    provider: ProviderKind,
     config_id: i64,
     now: NaiveDateTime,
 ) -> QueryResult<i64> {
@@ -416,17 +418,6 @@ pub fn clean_up(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
     Ok(tokens + jtis)
 }
 
-/// The publisher details recorded for one crate: the shared fields plus the config that
-/// matched (tokens minted before the link table kept a `config_ids` map, dropped here).
-pub fn publisher_detail(publisher: &Value, config_id: Option<i64>) -> Value {
-    let mut detail = publisher.clone();
-    if let Some(object) = detail.as_object_mut() {
-        object.remove("config_ids");
-        object.insert("config_id".to_owned(), config_id.into());
-    }
-    detail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,14 +455,5 @@ mod tests {
         assert_eq!(grants[&2].revoked, None);
         // The first revocation is reported.
         assert_eq!(grants[&3].revoked.as_ref().map(|r| r.at), Some(at(10)));
-    }
-
-    #[test]
-    fn the_legacy_config_map_is_replaced_by_the_crates_config() {
-        let publisher = serde_json::json!({ "actor": "octocat", "config_ids": { "1": 5 } });
-        assert_eq!(
-            publisher_detail(&publisher, Some(5)),
-            serde_json::json!({ "actor": "octocat", "config_id": 5 })
-        );
     }
 }

@@ -1,8 +1,8 @@
-//! `/crates/{name}/settings`: for owners only. Trusted publishers (list, add GitHub, add
-//! GitLab, remove with a confirmation step), the unexpired publish tokens they exchanged
+//! `/crates/{name}/settings`: for owners only. Trusted publishers (a list and an "add" form per
+//! provider of the registry in `trustpub::providers`, remove with a confirmation step), the unexpired publish tokens they exchanged
 //! (revoke), "require Trusted Publishing", owners, and the crate's audit log.
 //!
-//! The rules for publisher configs live in [`crate::publishers`] (shared with the JSON API):
+//! The rules for publisher configs live in [`crate::services::publishers`] (shared with the JSON API):
 //! these handlers call it and only turn its answers into forms, field errors and redirects.
 //! Every handler checks ownership at the time of the request, so a crafted POST from a
 //! non-owner is refused with 403 like the page itself.
@@ -20,10 +20,11 @@ use crate::app::App;
 use crate::errors::{AppError, AppResult, bad_request, not_found};
 use crate::models::crate_owner;
 use crate::models::krate::find_crate;
-use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
 use crate::models::{Crate, User, audit, now};
-use crate::publishers::{self, ConfigKind, FieldError, GitHubConfigInput, GitLabConfigInput};
 use crate::services::owners::{self, OwnersError};
+use crate::services::publishers::{self, ConfigSummary, PublisherError};
+use crate::trustpub::provider::{Cell, FieldError, Provider};
+use crate::trustpub::providers::{ProviderKind, with_provider};
 
 const AUDIT_ROWS: i64 = 100;
 
@@ -67,25 +68,13 @@ impl FormState {
         self
     }
 
-    /// A client error from the service: `field: message` goes next to that field, anything
-    /// else above the form. Other errors (403, 404, 5xx) are the page's, not the form's.
-    fn service_error(mut self, error: AppError) -> Result<Self, AppError> {
+    /// A client error from the service that belongs to no field: above the form. Other
+    /// errors (403, 404, 5xx) are the page's, not the form's.
+    fn form_level(mut self, error: AppError) -> Result<Self, AppError> {
         if error.status() != StatusCode::BAD_REQUEST {
             return Err(error);
         }
-        let detail = error.detail();
-        let field = detail.split_once(": ").and_then(|(field, message)| {
-            self.values
-                .keys()
-                .find(|k| **k == field)
-                .map(|k| (*k, message.to_owned()))
-        });
-        match field {
-            Some((field, message)) => {
-                self.errors.insert(field, capitalise(&message));
-            }
-            None => self.form_error = Some(capitalise(detail)),
-        }
+        self.form_error = Some(capitalise(error.detail()));
         Ok(self)
     }
 
@@ -103,35 +92,88 @@ fn capitalise(text: &str) -> String {
     }
 }
 
-const GITHUB_FIELDS: [&str; 4] = [
-    "repository_owner",
-    "repository_name",
-    "workflow_filename",
-    "environment",
-];
-const GITLAB_FIELDS: [&str; 4] = ["namespace", "project", "workflow_filepath", "environment"];
-
 #[derive(Default)]
 pub struct Forms {
-    pub github: FormState,
-    pub gitlab: FormState,
+    /// The "add a publisher" form that was submitted, with its values and errors.
+    pub publisher: Option<(ProviderKind, FormState)>,
     pub owner: FormState,
 }
 
-pub struct GitHubRow {
+/// A config in a provider's list.
+pub struct ConfigRow {
     pub id: i64,
-    pub repository: String,
-    pub workflow: String,
-    pub environment: String,
+    pub cells: Vec<Cell>,
+    pub description: String,
     pub added: String,
 }
 
-pub struct GitLabRow {
-    pub id: i64,
-    pub project: String,
-    pub workflow: String,
-    pub environment: String,
-    pub added: String,
+/// One field of an "add a publisher" form.
+pub struct FieldView {
+    pub id: String,
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub value: String,
+    pub error: Option<String>,
+    pub required: bool,
+}
+
+/// A provider's part of the page: its configs and its "add" form.
+pub struct ProviderSection {
+    /// `github`: in element ids and form actions.
+    pub kind: &'static str,
+    pub label: &'static str,
+    pub columns: &'static [&'static str],
+    pub rows: Vec<ConfigRow>,
+    pub fields: Vec<FieldView>,
+    pub form_error: Option<String>,
+}
+
+impl ProviderSection {
+    fn new(kind: ProviderKind, summaries: &[ConfigSummary], form: Option<&FormState>) -> Self {
+        let empty = FormState::default();
+        let form = form.unwrap_or(&empty);
+        ProviderSection {
+            kind: kind.as_str(),
+            label: kind.label(),
+            columns: kind.columns(),
+            rows: summaries
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| ConfigRow {
+                    id: s.id,
+                    cells: s.cells.clone(),
+                    description: s.description.clone(),
+                    added: format_time(&s.created_at),
+                })
+                .collect(),
+            fields: kind
+                .fields()
+                .iter()
+                .map(|f| FieldView {
+                    id: format!("{}-{}", kind.form_id(), field_id(f.name)),
+                    name: f.name,
+                    label: f.label,
+                    hint: f.hint,
+                    value: form.value(f.name).to_owned(),
+                    error: form.error(f.name).map(str::to_owned),
+                    required: f.required,
+                })
+                .collect(),
+            form_error: form.form_error.clone(),
+        }
+    }
+}
+
+/// The short element id of a field: `repository_owner` → `owner`, `workflow_filename` →
+/// `workflow` (the ids the forms have always had).
+fn field_id(name: &str) -> String {
+    match name {
+        "repository_owner" => "owner".to_owned(),
+        "repository_name" => "repo".to_owned(),
+        "workflow_filename" | "workflow_filepath" => "workflow".to_owned(),
+        other => other.replace('_', "-"),
+    }
 }
 
 /// An unexpired publish token exchanged by a trusted publisher of the crate.
@@ -158,8 +200,7 @@ pub struct SettingsPage {
     is_owner: bool,
     tab: &'static str,
     trustpub_only: bool,
-    github: Vec<GitHubRow>,
-    gitlab: Vec<GitLabRow>,
+    providers: Vec<ProviderSection>,
     tokens: Vec<TokenRow>,
     owners: Vec<String>,
     me: String,
@@ -169,27 +210,7 @@ pub struct SettingsPage {
 
 impl SettingsPage {
     pub fn has_publishers(&self) -> bool {
-        !(self.github.is_empty() && self.gitlab.is_empty())
-    }
-}
-
-fn github_row(c: &GitHubConfig) -> GitHubRow {
-    GitHubRow {
-        id: c.id,
-        repository: format!("{}/{}", c.repository_owner, c.repository_name),
-        workflow: c.workflow_filename.clone(),
-        environment: c.environment.clone().unwrap_or_default(),
-        added: format_time(&c.created_at),
-    }
-}
-
-fn gitlab_row(c: &GitLabConfig) -> GitLabRow {
-    GitLabRow {
-        id: c.id,
-        project: format!("{}/{}", c.namespace, c.project),
-        workflow: c.workflow_filepath.clone(),
-        environment: c.environment.clone().unwrap_or_default(),
-        added: format_time(&c.created_at),
+        self.providers.iter().any(|p| !p.rows.is_empty())
     }
 }
 
@@ -217,8 +238,7 @@ async fn settings_page(
     forms: Forms,
     status: StatusCode,
 ) -> PageResult<HttpResponse> {
-    let (krate, github, gitlab) =
-        publishers::list_configs(app, user.user.clone(), name.clone()).await?;
+    let (krate, summaries) = publishers::summaries(app, user.user.clone(), name.clone()).await?;
     let tokens = publishers::exchanged_tokens(app, user.user.clone(), name).await?;
     let crate_id = krate.id;
     let (owners, entries) = app
@@ -236,8 +256,17 @@ async fn settings_page(
         is_owner: true,
         tab: "settings",
         trustpub_only: krate.trustpub_only,
-        github: github.iter().map(github_row).collect(),
-        gitlab: gitlab.iter().map(gitlab_row).collect(),
+        providers: ProviderKind::ALL
+            .iter()
+            .map(|kind| {
+                let form = forms
+                    .publisher
+                    .as_ref()
+                    .filter(|(k, _)| k == kind)
+                    .map(|(_, form)| form);
+                ProviderSection::new(*kind, &summaries, form)
+            })
+            .collect(),
         tokens: tokens
             .iter()
             .map(|t| TokenRow {
@@ -284,117 +313,57 @@ pub async fn show(
     .await
 }
 
-/// `POST /crates/{name}/settings/github`
-pub async fn add_github(
+/// `POST /crates/{name}/settings/{kind}`: adds a publisher of that provider. Creates it
+/// through the service and redirects with a flash message, or re-renders the settings with the
+/// errors next to the form's fields (422).
+pub async fn add_publisher(
     app: web::Data<App>,
     user: CurrentUser,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     form: CsrfForm,
 ) -> PageResult<HttpResponse> {
-    let name = path.into_inner();
-    let state = FormState::with_values(&form, &GITHUB_FIELDS);
-    let input = PublisherForm::GitHub(GitHubConfigInput {
-        krate: name.clone(),
-        repository_owner: state.value("repository_owner").to_owned(),
-        repository_name: state.value("repository_name").to_owned(),
-        workflow_filename: state.value("workflow_filename").to_owned(),
-        environment: Some(state.value("environment").to_owned()),
-    });
-    add_publisher(&app, user, name, state, input).await
-}
-
-/// `POST /crates/{name}/settings/gitlab`
-pub async fn add_gitlab(
-    app: web::Data<App>,
-    user: CurrentUser,
-    path: web::Path<String>,
-    form: CsrfForm,
-) -> PageResult<HttpResponse> {
-    let name = path.into_inner();
-    let state = FormState::with_values(&form, &GITLAB_FIELDS);
-    let input = PublisherForm::GitLab(GitLabConfigInput {
-        krate: name.clone(),
-        namespace: state.value("namespace").to_owned(),
-        project: state.value("project").to_owned(),
-        workflow_filepath: state.value("workflow_filepath").to_owned(),
-        environment: Some(state.value("environment").to_owned()),
-    });
-    add_publisher(&app, user, name, state, input).await
-}
-
-/// A submitted "add a publisher" form.
-enum PublisherForm {
-    GitHub(GitHubConfigInput),
-    GitLab(GitLabConfigInput),
-}
-
-/// Creates the publisher through the service and redirects with a flash message, or re-renders
-/// the settings with the errors next to the form's fields (422).
-async fn add_publisher(
-    app: &App,
-    user: CurrentUser,
-    name: String,
-    state: FormState,
-    input: PublisherForm,
-) -> PageResult<HttpResponse> {
-    let is_github = matches!(input, PublisherForm::GitHub(_));
-    let with_form = |form: FormState| {
-        if is_github {
-            Forms {
-                github: form,
-                ..Forms::default()
-            }
-        } else {
-            Forms {
-                gitlab: form,
-                ..Forms::default()
-            }
+    let (name, kind_name) = path.into_inner();
+    let kind = config_kind(&kind_name)?;
+    let fields: Vec<&'static str> = kind.fields().iter().map(|f| f.name).collect();
+    let state = FormState::with_values(&form, &fields);
+    let values: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.to_string(), Value::String(state.value(f).to_owned())))
+        .collect();
+    let created = with_provider!(kind, P => {
+        match serde_json::from_value::<<P as Provider>::Input>(Value::Object(values)) {
+            Ok(input) => publishers::create::<P>(&app, user.user.clone(), name.clone(), input)
+                .await
+                .map(|(_, config)| P::describe(&config)),
+            Err(e) => Err(PublisherError::Other(bad_request(format!("the form is not complete: {e}")))),
         }
-    };
-    // The service validates again; this only puts its field errors next to the fields.
-    let checked = match &input {
-        PublisherForm::GitHub(i) => i.clone().normalized().map(drop),
-        PublisherForm::GitLab(i) => i.clone().normalized().map(drop),
-    };
-    if let Err(errors) = checked {
-        let forms = with_form(state.field_errors(errors));
-        return settings_page(app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
-    let created = match input {
-        PublisherForm::GitHub(i) => publishers::create_github_config(app, user.user.clone(), i)
-            .await
-            .map(|(_, c)| {
-                format!(
-                    "{}/{} ({})",
-                    c.repository_owner, c.repository_name, c.workflow_filename
-                )
-            }),
-        PublisherForm::GitLab(i) => publishers::create_gitlab_config(app, user.user.clone(), i)
-            .await
-            .map(|(_, c)| format!("{}/{} ({})", c.namespace, c.project, c.workflow_filepath)),
-    };
+    });
     match created {
-        Ok(summary) => {
+        Ok(description) => {
             session::flash(
                 &user.session,
                 "success",
-                format!("Added the trusted publisher {summary}."),
+                format!("Added the trusted publisher {description}."),
             )?;
             Ok(see_other(&settings_url(&name)))
         }
         Err(error) => {
-            let forms = with_form(state.service_error(error)?);
-            settings_page(app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+            let state = match error {
+                PublisherError::Fields(errors) => state.field_errors(errors),
+                PublisherError::Other(error) => state.form_level(error)?,
+            };
+            let forms = Forms {
+                publisher: Some((kind, state)),
+                ..Forms::default()
+            };
+            settings_page(&app, user, name, forms, StatusCode::UNPROCESSABLE_ENTITY).await
         }
     }
 }
 
-fn config_kind(kind: &str) -> AppResult<ConfigKind> {
-    match kind {
-        "github" => Ok(ConfigKind::GitHub),
-        "gitlab" => Ok(ConfigKind::GitLab),
-        _ => Err(not_found("there is no such kind of trusted publisher")),
-    }
+fn config_kind(kind: &str) -> AppResult<ProviderKind> {
+    ProviderKind::from_kind(kind)
+        .ok_or_else(|| not_found("there is no such kind of trusted publisher"))
 }
 
 /// The publisher `id` of kind `kind` of crate `name` (which the user must own), described.
@@ -402,42 +371,20 @@ async fn find_publisher(
     app: &App,
     user: &User,
     name: String,
-    kind: ConfigKind,
+    kind: ProviderKind,
     id: i64,
 ) -> AppResult<(Crate, String)> {
-    let (krate, github, gitlab) = publishers::list_configs(app, user.clone(), name).await?;
-    let missing = || {
-        not_found(format!(
-            "crate `{}` has no trusted publisher {id}",
-            krate.name
-        ))
-    };
-    let description = match kind {
-        ConfigKind::GitHub => {
-            let c = github.iter().find(|c| c.id == id).ok_or_else(missing)?;
-            let env = c
-                .environment
-                .as_deref()
-                .map(|e| format!(", environment {e}"))
-                .unwrap_or_default();
-            format!(
-                "GitHub Actions: {}/{}, workflow {}{env}",
-                c.repository_owner, c.repository_name, c.workflow_filename
-            )
-        }
-        ConfigKind::GitLab => {
-            let c = gitlab.iter().find(|c| c.id == id).ok_or_else(missing)?;
-            let env = c
-                .environment
-                .as_deref()
-                .map(|e| format!(", environment {e}"))
-                .unwrap_or_default();
-            format!(
-                "GitLab CI: {}/{}, {}{env}",
-                c.namespace, c.project, c.workflow_filepath
-            )
-        }
-    };
+    let (krate, summaries) = publishers::summaries(app, user.clone(), name).await?;
+    let summary = summaries
+        .iter()
+        .find(|s| s.kind == kind && s.id == id)
+        .ok_or_else(|| {
+            not_found(format!(
+                "crate `{}` has no trusted publisher {id}",
+                krate.name
+            ))
+        })?;
+    let description = format!("{}: {}", kind.label(), summary.description);
     Ok((krate, description))
 }
 
@@ -491,7 +438,8 @@ pub async fn remove(
     let kind = config_kind(&kind_name)?;
     // The config must belong to this crate, not just to some crate the user owns.
     let (krate, description) = find_publisher(&app, &user.user, name, kind, id).await?;
-    let revoked = publishers::delete_config(&app, user.user.clone(), kind, id).await?;
+    let revoked =
+        with_provider!(kind, P => publishers::delete::<P>(&app, user.user.clone(), id).await?);
     let tokens = match revoked {
         0 => String::new(),
         1 => " and revoked the publish token it had exchanged".to_owned(),
@@ -545,8 +493,8 @@ pub async fn set_trustpub_only(
     };
     let name = path.into_inner();
     let krate = publishers::set_trustpub_only(&app, user.user.clone(), name.clone(), value).await?;
-    let (_, github, gitlab) = publishers::list_configs(&app, user.user.clone(), name).await?;
-    let (kind, message) = match (value, github.is_empty() && gitlab.is_empty()) {
+    let (_, summaries) = publishers::summaries(&app, user.user.clone(), name).await?;
+    let (kind, message) = match (value, summaries.is_empty()) {
         (true, true) => (
             "warning",
             "Trusted Publishing is now required, but this crate has no trusted publisher: nobody can publish new versions until you add one.",

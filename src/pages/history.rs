@@ -12,6 +12,7 @@ use super::{Layout, PageContext, PageResult, format_time, render};
 use crate::app::App;
 use crate::models::krate::find_crate;
 use crate::models::{Crate, Version, audit};
+use crate::trustpub::{Published, TrustpubData};
 
 /// Who published a version (or did an action).
 pub struct PublishedBy {
@@ -21,81 +22,49 @@ pub struct PublishedBy {
     pub ci: Option<CiRun>,
 }
 
-/// The CI run behind a Trusted Publishing publish, read defensively from the stored JSON:
-/// missing or oddly typed keys leave fields empty rather than failing the page.
+/// The CI run behind a Trusted Publishing publish, from its typed record.
 pub struct CiRun {
-    /// "GitHub Actions" or "GitLab CI".
-    pub provider_label: String,
-    pub repository: Option<String>,
-    pub workflow: Option<String>,
-    pub environment: Option<String>,
-    pub run_id: Option<String>,
+    /// "GitHub Actions", "GitLab CI"…: the record's provider.
+    pub provider_label: &'static str,
+    /// What the provider says about the run: ("Repository", "octo-org/widget") …
+    pub details: Vec<(&'static str, String)>,
+    /// "run 4242", "job 302", "build 42".
+    pub run_label: String,
     /// Only http(s) links.
     pub run_url: Option<String>,
-    pub sha: Option<String>,
+    pub sha: String,
+    pub short_sha: String,
 }
 
 impl CiRun {
-    pub fn from_json(value: &Value) -> Option<CiRun> {
-        let object = value.as_object()?;
-        let text = |keys: &[&str]| -> Option<String> {
-            keys.iter().find_map(|key| match object.get(*key)? {
-                Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-        };
-        let provider = text(&["provider"]).unwrap_or_default().to_ascii_lowercase();
-        let provider_label = if provider.contains("gitlab") {
-            "GitLab CI"
-        } else if provider.contains("github") {
-            "GitHub Actions"
-        } else {
-            "Trusted Publishing"
-        };
-        let run_url = text(&["run_url", "job_url", "url"])
-            .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
-        Some(CiRun {
-            provider_label: provider_label.to_owned(),
-            repository: text(&["repository", "project_path", "project"]),
-            workflow: text(&[
-                "workflow",
-                "workflow_filename",
-                "workflow_filepath",
-                "ci_config_path",
-            ]),
-            environment: text(&["environment"]),
-            run_id: text(&["run_id", "job_id"]),
-            run_url,
-            sha: text(&["sha", "commit"]),
-        })
-    }
-
-    /// The first 12 characters of the commit.
-    pub fn short_sha(&self) -> String {
-        self.sha
-            .as_deref()
-            .map(|s| s.chars().take(12).collect())
-            .unwrap_or_default()
-    }
-
-    pub fn run_label(&self) -> String {
-        match (&self.run_id, self.provider_label.as_str()) {
-            (Some(id), "GitLab CI") => format!("job {id}"),
-            (Some(id), _) => format!("run {id}"),
-            (None, _) => "the run".to_owned(),
+    pub fn new(data: &TrustpubData) -> CiRun {
+        let record = data.record();
+        CiRun {
+            provider_label: data.kind().label(),
+            details: record.details(),
+            run_label: record.run_label(),
+            run_url: data.safe_run_url().map(str::to_owned),
+            sha: record.sha().to_owned(),
+            short_sha: data.short_sha(),
         }
+    }
+
+    /// From a stored record (a version's `trustpub` column, an audit entry's detail).
+    pub fn from_stored(stored: &str) -> Option<CiRun> {
+        Published::parse(stored).map(|p| CiRun::new(&p.data))
+    }
+
+    /// The class of a detail's `<dd>`: `repository`, `workflow`, `ci-config`.
+    pub fn class(term: &str) -> String {
+        term.to_ascii_lowercase().replace(' ', "-")
     }
 }
 
 /// Who published, from a version's `published_by` and `trustpub` columns.
 pub fn published_by(login: &str, trustpub: Option<&str>) -> PublishedBy {
-    let ci = trustpub
-        .and_then(|t| serde_json::from_str::<Value>(t).ok())
-        .and_then(|v| CiRun::from_json(&v));
     PublishedBy {
         login: login.to_owned(),
-        ci,
+        ci: trustpub.and_then(CiRun::from_stored),
     }
 }
 
@@ -174,13 +143,13 @@ fn history_row(
     // A publish by Trusted Publishing: the details are in the entry, and on the version.
     let ci = detail
         .get("trustpub")
-        .and_then(CiRun::from_json)
+        .and_then(|t| serde_json::from_value::<Published>(t.clone()).ok())
+        .map(|p| CiRun::new(&p.data))
         .or_else(|| {
             if action != "Published" {
                 return None;
             }
-            let stored = versions.get(&version)?.trustpub.as_deref()?;
-            CiRun::from_json(&serde_json::from_str(stored).ok()?)
+            CiRun::from_stored(versions.get(&version)?.trustpub.as_deref()?)
         });
     Some(HistoryRow {
         action,
@@ -191,29 +160,4 @@ fn history_row(
             ci,
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn ci_details_are_read_defensively() {
-        let run = CiRun::from_json(&json!({
-            "provider": "github", "repository": "o/r", "workflow": "release.yml",
-            "run_id": 42, "run_url": "javascript:alert(1)", "sha": "0123456789abcdef0123"
-        }));
-        let Some(run) = run else {
-            panic!("a JSON object gives a run");
-        };
-        assert_eq!(run.provider_label, "GitHub Actions");
-        assert_eq!(run.run_id.as_deref(), Some("42"));
-        assert_eq!(run.run_url, None);
-        assert_eq!(run.short_sha(), "0123456789ab");
-        assert!(CiRun::from_json(&json!("nope")).is_none());
-        let empty = CiRun::from_json(&json!({}));
-        assert!(empty.is_some_and(|r| r.repository.is_none()));
-    }
 }

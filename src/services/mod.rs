@@ -5,6 +5,7 @@
 //! the command line into a message.
 
 pub mod owners;
+pub mod publishers;
 pub mod tokens;
 
 /// What is wrong with one field of the input.

@@ -10,11 +10,21 @@
 //! the commit being built ([`own_ci_config_path`]): GitLab lets a project run the CI config of
 //! another project, and such a pipeline must not publish as this one.
 
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use super::claims::de;
 use super::errors::{MatchError, shorten};
-use super::identity::de;
-use super::{Match, environment_message, environment_mismatch, join_parts, list_ids, one_of};
+use super::provider::{
+    Candidate, Cell, FieldError, FormField, IssuerSetting, Match, Provider, check,
+    check_environment, environment_message, environment_mismatch, eq_optional_ignore_case,
+    join_parts, list_ids, normalize_optional, one_of, trim_all,
+};
+use super::record::Record;
+use crate::db::{DbConn, lower};
+use crate::schema::{crates, trustpub_gitlab_configs};
 
 /// The claims of a GitLab CI ID token that Wharf uses (unknown claims, such as `user_email`,
 /// are ignored and never kept).
@@ -166,18 +176,97 @@ pub fn own_ci_config_path(claims: &GitLabClaims) -> Result<&str, String> {
     }
 }
 
+/// GitLab CI, as a [`Provider`].
+pub struct GitLab;
+
+/// What a GitLab CI exchange records. The JSON is what earlier versions stored (`repository`
+/// and `project` both hold the project path; `run_id` is the job ID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitLabData {
+    pub issuer: String,
+    pub repository: String,
+    pub project: String,
+    /// The CI config path, from `ci_config_ref_uri`.
+    pub workflow: Option<String>,
+    pub environment: Option<String>,
+    pub run_id: String,
+    pub pipeline_id: String,
+    pub job_id: String,
+    pub run_url: String,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub actor: String,
+}
+
+impl Record for GitLabData {
+    fn source(&self) -> String {
+        self.project.clone()
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let mut details = vec![("Project", self.project.clone())];
+        details.extend(self.workflow.clone().map(|w| ("CI config", w)));
+        details.extend(self.environment.clone().map(|e| ("Environment", e)));
+        details
+    }
+
+    fn run_label(&self) -> String {
+        format!("job {}", self.job_id)
+    }
+
+    fn run_url(&self) -> &str {
+        &self.run_url
+    }
+
+    fn sha(&self) -> &str {
+        &self.sha
+    }
+
+    fn summary(&self) -> String {
+        match &self.workflow {
+            Some(workflow) => format!("{} ({workflow})", self.project),
+            None => self.project.clone(),
+        }
+    }
+}
+
 /// A GitLab publisher config, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitLabPublisher {
+#[derive(Queryable, Selectable, Identifiable, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = trustpub_gitlab_configs)]
+pub struct GitLabConfig {
     pub id: i64,
     pub crate_id: i64,
-    pub crate_name: String,
     pub namespace: String,
     /// Captured on the first successful use.
     pub namespace_id: Option<i64>,
     pub project: String,
     pub workflow_filepath: String,
     pub environment: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub created_by: Option<i64>,
+}
+
+/// A GitLab publisher config as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GitLabInput {
+    pub namespace: String,
+    pub project: String,
+    pub workflow_filepath: String,
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+#[derive(Insertable, Debug)]
+#[diesel(table_name = trustpub_gitlab_configs)]
+struct NewGitLabConfig<'a> {
+    crate_id: i64,
+    namespace: &'a str,
+    project: &'a str,
+    workflow_filepath: &'a str,
+    environment: Option<&'a str>,
+    created_at: NaiveDateTime,
+    created_by: Option<i64>,
 }
 
 enum Mismatch {
@@ -186,14 +275,281 @@ enum Mismatch {
     Environment(String),
 }
 
-/// The configs among `publishers` that accept these claims.
+impl Provider for GitLab {
+    const KIND: &'static str = "gitlab";
+    const LABEL: &'static str = "GitLab CI";
+    const ISSUER: IssuerSetting = IssuerSetting {
+        key: "trustpub_gitlab_issuers",
+        default: "https://gitlab.com",
+        many: true,
+    };
+    const FORM_ID: &'static str = "gl";
+    const FIELDS: &'static [FormField] = &[
+        FormField {
+            name: "namespace",
+            label: "Namespace",
+            hint: "The group or user, with subgroups separated by /.",
+            required: true,
+        },
+        FormField {
+            name: "project",
+            label: "Project",
+            hint: "",
+            required: true,
+        },
+        FormField {
+            name: "workflow_filepath",
+            label: "CI config file path",
+            hint: "Usually .gitlab-ci.yml.",
+            required: true,
+        },
+        FormField {
+            name: "environment",
+            label: "Environment (optional)",
+            hint: "If set, only jobs deploying to this environment may publish.",
+            required: false,
+        },
+    ];
+    const COLUMNS: &'static [&'static str] = &["Project", "CI config", "Environment"];
+
+    type Claims = GitLabClaims;
+    type Data = GitLabData;
+    type Config = GitLabConfig;
+    type Input = GitLabInput;
+
+    fn published_by(claims: &GitLabClaims) -> String {
+        claims.user_login.clone()
+    }
+
+    fn subject(claims: &GitLabClaims) -> String {
+        format!("project `{}`", shorten(&claims.project_path))
+    }
+
+    fn data(claims: &GitLabClaims) -> GitLabData {
+        GitLabData {
+            issuer: claims.iss.clone(),
+            repository: claims.project_path.clone(),
+            project: claims.project_path.clone(),
+            workflow: claims.ci_config_path().map(str::to_owned),
+            environment: claims.environment.clone(),
+            run_id: claims.job_id.to_string(),
+            pipeline_id: claims.pipeline_id.to_string(),
+            job_id: claims.job_id.to_string(),
+            run_url: claims.job_url(),
+            sha: claims.sha.clone(),
+            git_ref: claims.git_ref.clone(),
+            actor: claims.user_login.clone(),
+        }
+    }
+
+    fn match_configs(
+        claims: &GitLabClaims,
+        candidates: &[Candidate<GitLabConfig>],
+    ) -> Result<Vec<Match>, MatchError> {
+        match_publishers(claims, candidates)
+    }
+
+    fn normalize(mut input: GitLabInput) -> Result<GitLabInput, Vec<FieldError>> {
+        trim_all(&mut [
+            &mut input.namespace,
+            &mut input.project,
+            &mut input.workflow_filepath,
+        ]);
+        input.namespace = input.namespace.trim_matches('/').to_owned();
+        input.environment = normalize_optional(input.environment);
+        let mut errors = Vec::new();
+        check(
+            &mut errors,
+            "namespace",
+            valid_gitlab_namespace(&input.namespace),
+            "a GitLab group or user path, with subgroups separated by `/` (such as `group/subgroup`)",
+        );
+        check(
+            &mut errors,
+            "project",
+            valid_gitlab_path_segment(&input.project),
+            "a GitLab project path: letters, digits, `.`, `-` and `_`",
+        );
+        check(
+            &mut errors,
+            "workflow_filepath",
+            valid_ci_config_path(&input.workflow_filepath),
+            "the CI config file's path in the repository, such as `.gitlab-ci.yml` (relative, no `..`, ending in .yml or .yaml)",
+        );
+        check_environment(&mut errors, input.environment.as_deref());
+        if errors.is_empty() {
+            Ok(input)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn is_duplicate(c: &GitLabConfig, input: &GitLabInput) -> bool {
+        c.namespace.eq_ignore_ascii_case(&input.namespace)
+            && c.project.eq_ignore_ascii_case(&input.project)
+            && c.workflow_filepath == input.workflow_filepath
+            && eq_optional_ignore_case(c.environment.as_deref(), input.environment.as_deref())
+    }
+
+    fn config_id(config: &GitLabConfig) -> i64 {
+        config.id
+    }
+
+    fn config_crate_id(config: &GitLabConfig) -> i64 {
+        config.crate_id
+    }
+
+    fn config_created_at(config: &GitLabConfig) -> NaiveDateTime {
+        config.created_at
+    }
+
+    fn config_json(c: &GitLabConfig, crate_name: &str) -> serde_json::Value {
+        json!({
+            "id": c.id,
+            "crate": crate_name,
+            "namespace": c.namespace,
+            "namespace_id": c.namespace_id,
+            "project": c.project,
+            "workflow_filepath": c.workflow_filepath,
+            "environment": c.environment,
+            "created_at": c.created_at.and_utc(),
+        })
+    }
+
+    fn describe(c: &GitLabConfig) -> String {
+        let env = c
+            .environment
+            .as_deref()
+            .map(|e| format!(", environment {e}"))
+            .unwrap_or_default();
+        format!(
+            "{}/{}, {}{env}",
+            c.namespace, c.project, c.workflow_filepath
+        )
+    }
+
+    fn row(c: &GitLabConfig) -> Vec<Cell> {
+        vec![
+            Cell::Text(format!("{}/{}", c.namespace, c.project)),
+            Cell::Code(c.workflow_filepath.clone()),
+            Cell::optional(c.environment.as_deref()),
+        ]
+    }
+
+    /// The configs of the claims' project (namespace and project ignoring ASCII case). A
+    /// prefilter only, like GitHub's; the matcher decides.
+    fn candidates(
+        conn: &mut DbConn,
+        claims: &GitLabClaims,
+    ) -> QueryResult<Vec<Candidate<GitLabConfig>>> {
+        let (namespace, project) = claims
+            .project_path
+            .rsplit_once('/')
+            .unwrap_or(("", &claims.project_path));
+        let rows: Vec<(GitLabConfig, String)> = trustpub_gitlab_configs::table
+            .inner_join(crates::table)
+            .filter(lower(trustpub_gitlab_configs::namespace).eq(namespace.to_ascii_lowercase()))
+            .filter(lower(trustpub_gitlab_configs::project).eq(project.to_ascii_lowercase()))
+            .select((GitLabConfig::as_select(), crates::name))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|(config, crate_name)| Candidate { crate_name, config })
+            .collect())
+    }
+
+    /// Records the namespace ID seen on first use; never overwrites one already recorded.
+    fn record_use(conn: &mut DbConn, config_id: i64, claims: &GitLabClaims) -> QueryResult<()> {
+        diesel::update(
+            trustpub_gitlab_configs::table
+                .find(config_id)
+                .filter(trustpub_gitlab_configs::namespace_id.is_null()),
+        )
+        .set(trustpub_gitlab_configs::namespace_id.eq(claims.namespace_id))
+        .execute(conn)?;
+        Ok(())
+    }
+
+    fn for_crate(conn: &mut DbConn, crate_id: i64) -> QueryResult<Vec<GitLabConfig>> {
+        trustpub_gitlab_configs::table
+            .filter(trustpub_gitlab_configs::crate_id.eq(crate_id))
+            .order(trustpub_gitlab_configs::id.asc())
+            .select(GitLabConfig::as_select())
+            .load(conn)
+    }
+
+    fn by_id(conn: &mut DbConn, id: i64) -> QueryResult<Option<GitLabConfig>> {
+        trustpub_gitlab_configs::table
+            .find(id)
+            .select(GitLabConfig::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    fn insert(
+        conn: &mut DbConn,
+        crate_id: i64,
+        input: &GitLabInput,
+        created_by: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<GitLabConfig> {
+        diesel::insert_into(trustpub_gitlab_configs::table)
+            .values(NewGitLabConfig {
+                crate_id,
+                namespace: &input.namespace,
+                project: &input.project,
+                workflow_filepath: &input.workflow_filepath,
+                environment: input.environment.as_deref(),
+                created_at: now,
+                created_by: Some(created_by),
+            })
+            .execute(conn)?;
+        trustpub_gitlab_configs::table
+            .filter(trustpub_gitlab_configs::crate_id.eq(crate_id))
+            .order(trustpub_gitlab_configs::id.desc())
+            .select(GitLabConfig::as_select())
+            .first(conn)
+    }
+
+    fn delete(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+        diesel::delete(trustpub_gitlab_configs::table.find(id)).execute(conn)?;
+        Ok(())
+    }
+}
+
+fn valid_gitlab_path_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= 255
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && segment.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && !segment.ends_with('.')
+}
+
+fn valid_gitlab_namespace(namespace: &str) -> bool {
+    namespace.len() <= 255 && namespace.split('/').all(valid_gitlab_path_segment)
+}
+
+fn valid_ci_config_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 255
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && (path.ends_with(".yml") || path.ends_with(".yaml"))
+}
+
+/// The configs among `candidates` that accept these claims.
 ///
-/// `publishers` may be all configs or only those of the claims' project: namespace and project
-/// are compared here anyway. A match against a config without a namespace ID carries
-/// [`Match::capture_namespace_id`], which the caller must store.
+/// `candidates` may be all configs or only those of the claims' project: namespace and project
+/// are compared here anyway. A config without a namespace ID matches any; the exchange then
+/// records the token's ([`Provider::record_use`]).
 pub fn match_publishers(
     claims: &GitLabClaims,
-    publishers: &[GitLabPublisher],
+    candidates: &[Candidate<GitLabConfig>],
 ) -> Result<Vec<Match>, MatchError> {
     let project_path = shorten(&claims.project_path);
     let Some((namespace, project)) = claims.namespace_and_project() else {
@@ -201,10 +557,11 @@ pub fn match_publishers(
             "The ID token's project path `{project_path}` is not of the form `namespace/project`."
         )));
     };
-    let candidates: Vec<&GitLabPublisher> = publishers
+    let candidates: Vec<&Candidate<GitLabConfig>> = candidates
         .iter()
-        .filter(|p| {
-            p.namespace.eq_ignore_ascii_case(namespace) && p.project.eq_ignore_ascii_case(project)
+        .filter(|c| {
+            c.config.namespace.eq_ignore_ascii_case(namespace)
+                && c.config.project.eq_ignore_ascii_case(project)
         })
         .collect();
     if candidates.is_empty() {
@@ -222,7 +579,8 @@ pub fn match_publishers(
 
     let mut matches = Vec::new();
     let mut mismatches = Vec::new();
-    for publisher in candidates {
+    for candidate in candidates {
+        let publisher = &candidate.config;
         let mismatch = match publisher.namespace_id {
             Some(recorded) if recorded != claims.namespace_id => {
                 Some(Mismatch::NamespaceId(recorded))
@@ -240,11 +598,7 @@ pub fn match_publishers(
             None => matches.push(Match {
                 publisher_id: publisher.id,
                 crate_id: publisher.crate_id,
-                crate_name: publisher.crate_name.clone(),
-                capture_namespace_id: publisher
-                    .namespace_id
-                    .is_none()
-                    .then_some(claims.namespace_id),
+                crate_name: candidate.crate_name.clone(),
             }),
             Some(mismatch) => mismatches.push(mismatch),
         }
@@ -330,22 +684,30 @@ mod tests {
         }
     }
 
-    fn publisher(workflow_filepath: &str) -> GitLabPublisher {
-        GitLabPublisher {
+    fn publisher(workflow_filepath: &str) -> GitLabConfig {
+        GitLabConfig {
             id: 1,
             crate_id: 10,
-            crate_name: "widget".to_owned(),
             namespace: "acme".to_owned(),
             namespace_id: None,
             project: "widget".to_owned(),
             workflow_filepath: workflow_filepath.to_owned(),
             environment: None,
+            created_at: NaiveDateTime::default(),
+            created_by: None,
+        }
+    }
+
+    fn candidate(config: GitLabConfig) -> Candidate<GitLabConfig> {
+        Candidate {
+            crate_name: "widget".to_owned(),
+            config,
         }
     }
 
     /// `Ok(())` for a match, else the message.
-    fn outcome(claims: &GitLabClaims, publisher: GitLabPublisher) -> Result<(), String> {
-        match match_publishers(claims, &[publisher]) {
+    fn outcome(claims: &GitLabClaims, publisher: GitLabConfig) -> Result<(), String> {
+        match match_publishers(claims, &[candidate(publisher)]) {
             Ok(matches) if matches.len() == 1 => Ok(()),
             Ok(matches) => Err(format!("unexpected matches {matches:?}")),
             Err(error) => Err(error.to_string()),
@@ -497,7 +859,7 @@ mod tests {
             let uri = format!("gitlab.com/{project_path}//.gitlab-ci.yml@refs/tags/v1.0.0");
             let mut claims = claims("https://gitlab.com", project_path, &uri);
             claims.environment = claimed.map(str::to_owned);
-            let publisher = GitLabPublisher {
+            let publisher = GitLabConfig {
                 environment: configured.map(str::to_owned),
                 ..publisher(".gitlab-ci.yml")
             };
@@ -508,5 +870,147 @@ mod tests {
                 "{project_path:?} {claimed:?} against {configured:?}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn namespace_ids_and_files_are_reported_precisely() {
+        let uri = "gitlab.com/acme/widget//.gitlab-ci.yml@refs/tags/v1.0.0";
+        let base = claims("https://gitlab.com", "acme/widget", uri);
+        // (what, claims, config, None for a match or the whole message)
+        let cases: Vec<(&str, GitLabClaims, GitLabConfig, Option<&str>)> = vec![
+            (
+                "a recorded namespace ID that still holds",
+                base.clone(),
+                GitLabConfig {
+                    namespace_id: Some(72),
+                    ..publisher(".gitlab-ci.yml")
+                },
+                None,
+            ),
+            (
+                "a namespace ID that changed",
+                GitLabClaims {
+                    namespace_id: 999,
+                    ..base.clone()
+                },
+                GitLabConfig {
+                    namespace_id: Some(72),
+                    ..publisher(".gitlab-ci.yml")
+                },
+                Some(
+                    "No Trusted Publishing config matches project `acme/widget`: the namespace ID \
+                     999 differs from the one recorded when the config was first used (72); the \
+                     group or user may have been deleted and re-created. Remove and re-add the \
+                     config.",
+                ),
+            ),
+            (
+                "another CI config path",
+                base.clone(),
+                publisher("ci/release.yml"),
+                Some(
+                    "No Trusted Publishing config matches project `acme/widget`: the token's CI \
+                     config file is `.gitlab-ci.yml`, but the configs for this project expect \
+                     `ci/release.yml`.",
+                ),
+            ),
+            (
+                "no environment where the config wants one",
+                base.clone(),
+                GitLabConfig {
+                    environment: Some("production".to_owned()),
+                    ..publisher(".gitlab-ci.yml")
+                },
+                Some(
+                    "No Trusted Publishing config matches project `acme/widget`: the token has no \
+                     environment, but the config expects `production`.",
+                ),
+            ),
+            (
+                "a project of a subgroup is another project",
+                claims(
+                    "https://gitlab.com",
+                    "acme/tools/widget",
+                    "gitlab.com/acme/tools/widget//.gitlab-ci.yml@refs/tags/v1.0.0",
+                ),
+                publisher(".gitlab-ci.yml"),
+                Some(
+                    "No Trusted Publishing config exists for project `acme/tools/widget`; an owner \
+                     of the crate can add one in the crate's settings.",
+                ),
+            ),
+        ];
+        for (what, claims, config, expected) in cases {
+            let result = outcome(&claims, config);
+            match expected {
+                None => assert_eq!(result, Ok(()), "{what}"),
+                Some(message) => assert_eq!(result, Err(message.to_owned()), "{what}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_record_names_the_job_and_the_ci_config() {
+        let claims = claims(
+            "https://gitlab.example.com",
+            "acme/sub/widget",
+            "gitlab.example.com/acme/sub/widget//ci/release.yml@refs/tags/v1.0.0",
+        );
+        let data = GitLab::data(&claims);
+        assert_eq!(
+            data.run_url,
+            "https://gitlab.example.com/acme/sub/widget/-/jobs/302"
+        );
+        assert_eq!(data.workflow.as_deref(), Some("ci/release.yml"));
+        assert_eq!(
+            (data.run_id.as_str(), data.pipeline_id.as_str()),
+            ("302", "574")
+        );
+        assert_eq!(GitLab::published_by(&claims), "gitlab-user");
+    }
+
+    #[test]
+    fn ci_config_paths_are_parsed_like_crates_io_does() {
+        let cases = [
+            (
+                "gitlab.com/group/sub/project//.gitlab-ci.yml@refs/heads/main",
+                Some(".gitlab-ci.yml"),
+            ),
+            (
+                "gitlab.com/group/project//ci/release@v1.yml@refs/tags/v1",
+                Some("ci/release@v1.yml"),
+            ),
+            ("gitlab.com/group/project/.gitlab-ci.yml", None),
+        ];
+        for (uri, expected) in cases {
+            assert_eq!(ci_config_path(uri), expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn config_fields_allow_subgroups_and_nested_ci_files() {
+        let input = GitLabInput {
+            namespace: "/group/sub-group/".into(),
+            project: "my.project".into(),
+            workflow_filepath: "ci/release.yml".into(),
+            environment: None,
+        };
+        let normalized = GitLab::normalize(input.clone()).map_err(|e| format!("{e:?}"));
+        assert_eq!(
+            normalized.map(|c| c.namespace),
+            Ok("group/sub-group".to_owned())
+        );
+        let bad = GitLabInput {
+            workflow_filepath: "../x.yml".into(),
+            namespace: "a//b".into(),
+            ..input
+        };
+        let fields: Vec<_> = GitLab::normalize(bad)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["namespace", "workflow_filepath"]);
     }
 }

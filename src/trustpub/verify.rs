@@ -13,11 +13,13 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use std::collections::BTreeMap;
+
+use super::claims::numeric_date;
 use super::errors::{VerifyError, shorten};
-use super::github::{self, GitHubClaims};
-use super::gitlab::GitLabClaims;
-use super::identity::{Provider, VerifiedIdentity};
+use super::identity::VerifiedIdentity;
 use super::jwks::KeyCache;
+use super::providers::{Claims, ProviderKind};
 
 /// Tokens larger than this are refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -53,12 +55,35 @@ const MAX_ID_LEN: usize = 256;
 
 /// Which tokens are trusted. Issuers are compared exactly with the token's `iss` (a trailing `/`
 /// in the settings is ignored).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TrustpubSettings {
     /// The `aud` that tokens must carry, alone.
     pub audience: String,
-    pub github_issuer: String,
-    pub gitlab_issuers: Vec<String>,
+    /// The trusted issuers of each provider.
+    pub issuers: BTreeMap<ProviderKind, Vec<String>>,
+}
+
+impl TrustpubSettings {
+    pub fn new(audience: impl Into<String>) -> TrustpubSettings {
+        TrustpubSettings {
+            audience: audience.into(),
+            issuers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds trusted issuers of `kind`.
+    pub fn trust(mut self, kind: ProviderKind, issuers: &[impl AsRef<str>]) -> TrustpubSettings {
+        self.issuers
+            .entry(kind)
+            .or_default()
+            .extend(issuers.iter().map(|i| i.as_ref().to_owned()));
+        self
+    }
+
+    /// The trusted issuers of `kind`.
+    pub fn issuers_of(&self, kind: ProviderKind) -> &[String] {
+        self.issuers.get(&kind).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// Verifies ID tokens. Build one per process and share it (`Arc`): it holds the key cache.
@@ -72,16 +97,19 @@ impl Verifier {
     pub fn new(http: reqwest::Client, settings: TrustpubSettings) -> Verifier {
         let settings = TrustpubSettings {
             audience: settings.audience,
-            github_issuer: settings.github_issuer.trim_end_matches('/').to_owned(),
-            gitlab_issuers: settings
-                .gitlab_issuers
-                .iter()
-                .map(|issuer| issuer.trim_end_matches('/').to_owned())
+            issuers: settings
+                .issuers
+                .into_iter()
+                .map(|(kind, issuers)| {
+                    let issuers = issuers
+                        .iter()
+                        .map(|issuer| issuer.trim_end_matches('/').to_owned())
+                        .collect();
+                    (kind, issuers)
+                })
                 .collect(),
         };
-        let issuers = std::iter::once(settings.github_issuer.clone())
-            .chain(settings.gitlab_issuers.iter().cloned())
-            .collect::<Vec<_>>();
+        let issuers: Vec<String> = settings.issuers.values().flatten().cloned().collect();
         Verifier {
             keys: KeyCache::new(http, issuers),
             settings,
@@ -139,30 +167,40 @@ impl Verifier {
         }
 
         self.check_claims(&claims, issuer, now)?;
-        match provider {
-            Provider::GitHub => {
-                let claims: GitHubClaims = serde_json::from_value(Value::Object(claims))
-                    .map_err(|e| claims_error(Provider::GitHub, &e))?;
-                github::check_event(&claims)?;
-                Ok(VerifiedIdentity::GitHub(claims))
-            }
-            Provider::GitLab => {
-                let claims: GitLabClaims = serde_json::from_value(Value::Object(claims))
-                    .map_err(|e| claims_error(Provider::GitLab, &e))?;
-                Ok(VerifiedIdentity::GitLab(claims))
-            }
-        }
+        let standard = |name: &str| claims.get(name).and_then(numeric_date).unwrap_or_default();
+        let (exp, iat) = (standard("exp"), standard("iat"));
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let issuer = issuer.to_owned();
+        let claims = Claims::parse(provider, Value::Object(claims))?;
+        Ok(VerifiedIdentity {
+            issuer,
+            jti,
+            exp,
+            iat,
+            claims,
+        })
     }
 
-    fn provider_for(&self, issuer: &str) -> Result<Provider, VerifyError> {
-        if issuer == self.settings.github_issuer {
-            return Ok(Provider::GitHub);
+    /// The provider whose configured issuers include `issuer`. An issuer configured for two
+    /// providers is refused at start (`Config`), so the first is the only one.
+    fn provider_for(&self, issuer: &str) -> Result<ProviderKind, VerifyError> {
+        if let Some((kind, _)) = self
+            .settings
+            .issuers
+            .iter()
+            .find(|(_, issuers)| issuers.iter().any(|i| i == issuer))
+        {
+            return Ok(*kind);
         }
-        if self.settings.gitlab_issuers.iter().any(|i| i == issuer) {
-            return Ok(Provider::GitLab);
-        }
-        let trusted = std::iter::once(&self.settings.github_issuer)
-            .chain(&self.settings.gitlab_issuers)
+        let trusted = self
+            .settings
+            .issuers
+            .values()
+            .flatten()
             .map(|i| format!("`{i}`"))
             .collect::<Vec<_>>()
             .join(", ");
@@ -367,14 +405,6 @@ fn bad_signature(kid: &str) -> VerifyError {
     ))
 }
 
-fn claims_error(provider: Provider, error: &serde_json::Error) -> VerifyError {
-    // serde's message names the claim ("missing field `repository`"); it never contains the JWT.
-    VerifyError::invalid(format!(
-        "The {provider} ID token lacks a required claim or has one of an unexpected type: \
-         {error}."
-    ))
-}
-
 fn required_date(
     claims: &Map<String, Value>,
     name: &str,
@@ -388,25 +418,6 @@ fn required_date(
             "The ID token's `{name}` claim is not a NumericDate."
         ))
     })
-}
-
-/// A JWT NumericDate (seconds since the epoch, possibly fractional) as whole seconds, if it is a
-/// number within the range of dates.
-pub(crate) fn numeric_date(value: &Value) -> Option<i64> {
-    let seconds = match value {
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => i,
-            None => {
-                let f = n.as_f64()?;
-                if !f.is_finite() || f.abs() > 1e15 {
-                    return None;
-                }
-                f.floor() as i64
-            }
-        },
-        _ => return None,
-    };
-    DateTime::from_timestamp(seconds, 0).map(|_| seconds)
 }
 
 fn show_time(seconds: i64) -> String {

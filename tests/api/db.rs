@@ -243,3 +243,70 @@ async fn the_token_crates_migration_carries_tokens_over_both_ways() -> anyhow::R
     assert!(info["versions"][0]["trustpub"].get("config_ids").is_none());
     Ok(())
 }
+
+/// Trusted Publishing records as earlier versions of Wharf stored them on versions (keys
+/// sorted; the GitHub one from before the link table, with its `config_ids`).
+const STORED_GITLAB: &str = r#"{"actor":"gitlab-user","config_id":3,"environment":"production","issuer":"https://gitlab.com","job_id":"302","pipeline_id":"574","project":"acme/widget","provider":"gitlab","ref":"v1.0.0","repository":"acme/widget","run_id":"302","run_url":"https://gitlab.com/acme/widget/-/jobs/302","sha":"0123456789abcdef0123456789abcdef01234567","workflow":".gitlab-ci.yml"}"#;
+const STORED_GITHUB: &str = r#"{"actor":"octocat","config_id":5,"config_ids":{"1":5},"environment":null,"issuer":"https://token.actions.githubusercontent.com","provider":"github","ref":"refs/tags/v1.1.0","repository":"octo-org/widget","run_id":"4242","run_url":"https://github.com/octo-org/widget/actions/runs/4242/attempts/1","sha":"89abcdef0123456789abcdef0123456789abcdef","workflow":"release.yml"}"#;
+
+#[tokio::test]
+async fn trusted_publishing_records_stored_by_earlier_versions_still_read() -> anyhow::Result<()> {
+    use diesel::prelude::*;
+    use wharf::schema::versions;
+
+    use crate::support::CrateBuilder;
+
+    // Arrange: two versions whose rows hold records in the shapes stored before the typed
+    // record, as a Trusted Publishing publish left them.
+    let app = TestApp::spawn().await;
+    let owner = app.token("alice");
+    for version in ["1.0.0", "1.1.0"] {
+        app.publish_ok(&owner, &CrateBuilder::new("widget", version))
+            .await;
+    }
+    app.app.db.blocking(|conn| {
+        for (num, actor, record) in [
+            ("1.0.0", "gitlab-user", STORED_GITLAB),
+            ("1.1.0", "octocat", STORED_GITHUB),
+        ] {
+            diesel::update(versions::table.filter(versions::num.eq(num)))
+                .set((
+                    versions::trustpub.eq(Some(record)),
+                    versions::published_by.eq(actor),
+                    versions::published_by_user_id.eq(None::<i64>),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })?;
+
+    // Act
+    let (status, info) = app.get_json("/api/v1/crates/widget").await;
+    let history = reqwest::get(app.url("/crates/widget/history"))
+        .await?
+        .text()
+        .await?;
+
+    // Assert: the crate API sends them as they were stored (the legacy `config_ids` aside).
+    assert_eq!(status, 200);
+    let mut github: serde_json::Value = serde_json::from_str(STORED_GITHUB)?;
+    if let Some(github) = github.as_object_mut() {
+        github.remove("config_ids");
+    }
+    let gitlab: serde_json::Value = serde_json::from_str(STORED_GITLAB)?;
+    let (newest, oldest) = (&info["versions"][0], &info["versions"][1]);
+    assert_eq!(newest["trustpub"], github);
+    assert_eq!(newest["trustpub_data"], github);
+    assert_eq!(
+        newest["published_by"],
+        serde_json::json!({ "kind": "trusted_publishing", "login": "octocat", "provider": "github" })
+    );
+    assert_eq!(oldest["trustpub"], gitlab);
+    assert_eq!(oldest["published_by"]["provider"], "gitlab");
+    // The history page reads them by their provider.
+    assert!(history.contains("via GitHub Actions"), "{history}");
+    assert!(history.contains(">run 4242</a>"), "{history}");
+    assert!(history.contains("via GitLab CI"), "{history}");
+    assert!(history.contains(">job 302</a>"), "{history}");
+    Ok(())
+}

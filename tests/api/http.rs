@@ -169,22 +169,28 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
             404,
         ),
         case(
-            (api, "/trusted_publishing/github_configs"),
+            (api, "/trusted_publishing/{kind}_configs"),
             "/api/v1/trusted_publishing/github_configs?crate=headcheck",
             200,
         )
         .header("Authorization", &auth),
         case(
-            (api, "/trusted_publishing/gitlab_configs"),
+            (api, "/trusted_publishing/{kind}_configs"),
             "/api/v1/trusted_publishing/gitlab_configs?crate=headcheck",
             200,
         )
         .header("Authorization", &auth),
         case(
-            (api, "/trusted_publishing/gitlab_configs"),
+            (api, "/trusted_publishing/{kind}_configs"),
             "/api/v1/trusted_publishing/gitlab_configs?crate=headcheck",
             403,
         ),
+        case(
+            (api, "/trusted_publishing/{kind}_configs"),
+            "/api/v1/trusted_publishing/jenkins_configs?crate=headcheck",
+            404,
+        )
+        .header("Authorization", &auth),
         case(("", "/"), "/", 200),
         case(("", "/"), "/", 200).header("Cookie", &cookie),
         case(("", "/search"), "/search?q=head", 200),

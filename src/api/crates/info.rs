@@ -8,6 +8,7 @@ use crate::errors::AppResult;
 use crate::models::krate::find_crate;
 use crate::models::version::pick_max_version;
 use crate::models::{Crate, User, Version};
+use crate::trustpub::Published;
 
 /// `GET /api/v1/crates/{name}`: the crate and its versions, newest first, each with who
 /// published it.
@@ -66,13 +67,13 @@ pub fn crate_json(
 }
 
 fn version_json(base: &str, krate: &Crate, v: &Version, users: &HashMap<i64, User>) -> Value {
-    let trustpub: Option<Value> = v
-        .trustpub
-        .as_deref()
-        .and_then(|t| serde_json::from_str(t).ok());
+    // The typed record, written back as it was stored (`trustpub_data` repeats it, as
+    // crates.io names it).
+    let published = v.trustpub.as_deref().and_then(Published::parse);
+    let trustpub = published.as_ref().map(Published::to_json);
     let published_by = match (
         v.published_by_user_id.and_then(|id| users.get(&id)),
-        &trustpub,
+        &published,
     ) {
         (Some(user), _) => json!({
             "kind": "user",
@@ -85,7 +86,7 @@ fn version_json(base: &str, krate: &Crate, v: &Version, users: &HashMap<i64, Use
         (None, Some(tp)) => json!({
             "kind": "trusted_publishing",
             "login": v.published_by,
-            "provider": tp.get("provider"),
+            "provider": tp.data.kind().as_str(),
         }),
         (None, None) => json!({ "kind": "user", "login": v.published_by }),
     };

@@ -441,7 +441,7 @@ fn record_publish(
         Authenticated::Trustpub(tp) => (
             tp.actor.clone(),
             None,
-            Some(tp.publisher_for(krate.id).to_string()),
+            Some(serde_json::to_string(&tp.publisher_for(krate.id))?),
         ),
     };
     let deps = serde_json::to_string(&c.deps)?;
@@ -483,7 +483,7 @@ fn record_publish(
     index_file::rebuild(conn, krate.id, &krate.name, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });
     if let Authenticated::Trustpub(tp) = auth {
-        detail["trustpub"] = tp.publisher_for(krate.id);
+        detail["trustpub"] = tp.publisher_for(krate.id).to_json();
     }
     audit::record(conn, krate.id, &auth.actor(), "publish", detail, now)?;
     Ok(())

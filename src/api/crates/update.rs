@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::api::trustpub::manager;
 use crate::app::App;
 use crate::errors::{AppResult, bad_request};
-use crate::publishers;
+use crate::services::publishers;
 
 #[derive(Deserialize)]
 pub struct UpdateBody {

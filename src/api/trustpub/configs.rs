@@ -1,17 +1,18 @@
-//! GitHub and GitLab publisher configs: list, create, delete (crates.io's shapes).
+//! Publisher configs of every provider: `GET|POST /api/v1/trusted_publishing/{kind}_configs`
+//! and `DELETE …/{kind}_configs/{id}` (crates.io's shapes: a body `{"{kind}_config": {"crate",
+//! …fields}}`, answers `{"{kind}_config": …}` and `{"{kind}_configs": […]}`). The kind is looked
+//! up in the provider registry; an unknown kind is a 404.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::manager;
 use crate::app::App;
 use crate::errors::{AppResult, bad_request, not_found};
-use crate::models::Crate;
-use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
-use crate::publishers::{
-    self, ConfigKind, GitHubConfigInput, GitLabConfigInput, github_json, gitlab_json,
-};
+use crate::services::publishers;
+use crate::trustpub::provider::Provider;
+use crate::trustpub::providers::{ProviderKind, with_provider};
 
 #[derive(Deserialize)]
 pub struct CrateQuery {
@@ -19,14 +20,13 @@ pub struct CrateQuery {
     krate: Option<String>,
 }
 
+/// A config in a request body: its crate and the provider's fields.
 #[derive(Deserialize)]
-pub struct GitHubBody {
-    github_config: GitHubConfigInput,
-}
-
-#[derive(Deserialize)]
-pub struct GitLabBody {
-    gitlab_config: GitLabConfigInput,
+struct ConfigBody<I> {
+    #[serde(rename = "crate")]
+    krate: String,
+    #[serde(flatten)]
+    input: I,
 }
 
 fn crate_param(query: CrateQuery) -> AppResult<String> {
@@ -36,113 +36,80 @@ fn crate_param(query: CrateQuery) -> AppResult<String> {
         .ok_or_else(|| bad_request("name the crate with `?crate=NAME`"))
 }
 
-/// `GET /api/v1/trusted_publishing/github_configs?crate=NAME`
-pub async fn list_github(
-    app: web::Data<App>,
-    req: HttpRequest,
-    query: web::Query<CrateQuery>,
-) -> AppResult<HttpResponse> {
-    list(app, req, query.into_inner(), ConfigKind::GitHub).await
+/// The provider of `{kind}_configs`.
+fn provider(kind: &str) -> AppResult<ProviderKind> {
+    ProviderKind::from_kind(kind).ok_or_else(|| {
+        let known = ProviderKind::ALL
+            .iter()
+            .map(|k| format!("`{}_configs`", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        not_found(format!(
+            "there are no `{kind}_configs`: trusted publishers are configured under {known}"
+        ))
+    })
 }
 
-/// `GET /api/v1/trusted_publishing/gitlab_configs?crate=NAME`
-pub async fn list_gitlab(
+/// `GET /api/v1/trusted_publishing/{kind}_configs?crate=NAME`
+pub async fn list(
     app: web::Data<App>,
     req: HttpRequest,
+    kind: web::Path<String>,
     query: web::Query<CrateQuery>,
 ) -> AppResult<HttpResponse> {
-    list(app, req, query.into_inner(), ConfigKind::GitLab).await
-}
-
-async fn list(
-    app: web::Data<App>,
-    req: HttpRequest,
-    query: CrateQuery,
-    kind: ConfigKind,
-) -> AppResult<HttpResponse> {
-    let name = crate_param(query)?;
+    let kind = provider(&kind)?;
+    let name = crate_param(query.into_inner())?;
     let user = manager(&app, &req, Some(name.clone())).await?;
-    let (krate, github, gitlab) = publishers::list_configs(&app, user, name).await?;
-    Ok(HttpResponse::Ok().json(match kind {
-        ConfigKind::GitHub => {
-            let configs: Vec<_> = github.iter().map(|c| github_json(&krate, c)).collect();
-            json!({ "github_configs": configs })
-        }
-        ConfigKind::GitLab => {
-            let configs: Vec<_> = gitlab.iter().map(|c| gitlab_json(&krate, c)).collect();
-            json!({ "gitlab_configs": configs })
-        }
-    }))
+    let configs: Vec<Value> = with_provider!(kind, P => {
+        let (krate, configs) = publishers::list::<P>(&app, user, name).await?;
+        configs.iter().map(|c| P::config_json(c, &krate.name)).collect()
+    });
+    Ok(HttpResponse::Ok().json(json!({ format!("{}_configs", kind.as_str()): configs })))
 }
 
-/// `POST /api/v1/trusted_publishing/github_configs`
-pub async fn create_github(
+/// `POST /api/v1/trusted_publishing/{kind}_configs`
+pub async fn create(
     app: web::Data<App>,
     req: HttpRequest,
-    body: web::Json<GitHubBody>,
+    kind: web::Path<String>,
+    body: web::Json<Value>,
 ) -> AppResult<HttpResponse> {
-    let input = body.into_inner().github_config;
-    let user = manager(&app, &req, Some(input.krate.clone())).await?;
-    let (krate, config) = publishers::create_github_config(&app, user, input).await?;
-    Ok(HttpResponse::Ok().json(json!({ "github_config": github_json(&krate, &config) })))
-}
-
-/// `POST /api/v1/trusted_publishing/gitlab_configs`
-pub async fn create_gitlab(
-    app: web::Data<App>,
-    req: HttpRequest,
-    body: web::Json<GitLabBody>,
-) -> AppResult<HttpResponse> {
-    let input = body.into_inner().gitlab_config;
-    let user = manager(&app, &req, Some(input.krate.clone())).await?;
-    let (krate, config) = publishers::create_gitlab_config(&app, user, input).await?;
-    Ok(HttpResponse::Ok().json(json!({ "gitlab_config": gitlab_json(&krate, &config) })))
-}
-
-/// `DELETE /api/v1/trusted_publishing/github_configs/{id}`
-pub async fn delete_github(
-    app: web::Data<App>,
-    req: HttpRequest,
-    path: web::Path<i64>,
-) -> AppResult<HttpResponse> {
-    delete(app, req, ConfigKind::GitHub, path.into_inner()).await
-}
-
-/// `DELETE /api/v1/trusted_publishing/gitlab_configs/{id}`
-pub async fn delete_gitlab(
-    app: web::Data<App>,
-    req: HttpRequest,
-    path: web::Path<i64>,
-) -> AppResult<HttpResponse> {
-    delete(app, req, ConfigKind::GitLab, path.into_inner()).await
-}
-
-async fn delete(
-    app: web::Data<App>,
-    req: HttpRequest,
-    kind: ConfigKind,
-    id: i64,
-) -> AppResult<HttpResponse> {
-    // The token's crate scopes are checked against the config's crate.
-    let crate_name = app
-        .db
-        .run(move |conn| {
-            let crate_id = match kind {
-                ConfigKind::GitHub => GitHubConfig::by_id(conn, id)?.map(|c| c.crate_id),
-                ConfigKind::GitLab => GitLabConfig::by_id(conn, id)?.map(|c| c.crate_id),
-            };
-            Ok(match crate_id {
-                Some(crate_id) => Some(Crate::by_id(conn, crate_id)?.name),
-                None => None,
-            })
-        })
-        .await?;
-    let user = manager(&app, &req, crate_name.clone()).await?;
-    if crate_name.is_none() {
-        return Err(not_found(format!(
-            "no trusted publisher config with id {id}"
+    let kind = provider(&kind)?;
+    let key = format!("{}_config", kind.as_str());
+    let mut body = body.into_inner();
+    let Some(config) = body.get_mut(&key).map(Value::take) else {
+        return Err(bad_request(format!(
+            "the request body must be a JSON object `{{\"{key}\": {{\"crate\": …}}}}`"
         )));
-    }
-    publishers::delete_config(&app, user, kind, id).await?;
+    };
+    let json = with_provider!(kind, P => {
+        let body: ConfigBody<<P as Provider>::Input> = serde_json::from_value(config)
+            .map_err(|e| bad_request(format!("invalid `{key}` in the request body: {e}")))?;
+        let user = manager(&app, &req, Some(body.krate.clone())).await?;
+        let (krate, config) = publishers::create::<P>(&app, user, body.krate, body.input).await?;
+        P::config_json(&config, &krate.name)
+    });
+    Ok(HttpResponse::Ok().json(json!({ key: json })))
+}
+
+/// `DELETE /api/v1/trusted_publishing/{kind}_configs/{id}`
+pub async fn delete(
+    app: web::Data<App>,
+    req: HttpRequest,
+    path: web::Path<(String, i64)>,
+) -> AppResult<HttpResponse> {
+    let (kind, id) = path.into_inner();
+    let kind = provider(&kind)?;
+    with_provider!(kind, P => {
+        // The token's crate scopes are checked against the config's crate.
+        let crate_name = publishers::config_crate_name::<P>(&app, id).await?;
+        let user = manager(&app, &req, crate_name.clone()).await?;
+        if crate_name.is_none() {
+            return Err(not_found(format!(
+                "no trusted publisher config with id {id}"
+            )));
+        }
+        publishers::delete::<P>(&app, user, id).await?;
+    });
     Ok(HttpResponse::NoContent().finish())
 }

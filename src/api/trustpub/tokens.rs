@@ -10,7 +10,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
@@ -20,10 +20,11 @@ use crate::errors::{AppResult, bad_request, forbidden, internal, service_unavail
 use crate::metrics::{ExchangeReason as Reason, UNKNOWN_PROVIDER};
 use crate::models::audit::{self, Actor};
 use crate::models::now;
-use crate::models::trustpub_config::{GitHubConfig, GitLabConfig};
 use crate::models::trustpub_token::{self, MintedThrough, NewTrustpubToken};
 use crate::tokens;
-use crate::trustpub::{self, Match, MatchError, VerifiedIdentity};
+use crate::trustpub::provider::Provider;
+use crate::trustpub::providers::with_claims;
+use crate::trustpub::{Match, Published, VerifiedIdentity};
 
 #[derive(Deserialize)]
 pub struct ExchangeBody {
@@ -64,12 +65,13 @@ pub async fn exchange(
                     "this ID token has already been exchanged; each ID token can be used once. Request a fresh ID token from your CI platform",
                 ));
             }
-            for m in &matches {
-                if let Some(namespace_id) = m.capture_namespace_id {
-                    GitLabConfig::capture_namespace_id(conn, m.publisher_id, namespace_id)?;
+            with_claims!(&identity.claims, P, claims => {
+                for m in &matches {
+                    P::record_use(conn, m.publisher_id, claims)?;
                 }
-            }
-            let publisher = publisher_json(&identity);
+            });
+            let publisher = identity.data();
+            let published_by = identity.published_by();
             let through: Vec<MintedThrough> = matches
                 .iter()
                 .map(|m| MintedThrough {
@@ -80,15 +82,19 @@ pub async fn exchange(
                 .collect();
             let token_id = NewTrustpubToken {
                 token_hash: &hash,
-                actor: identity.actor(),
-                publisher: publisher.to_string(),
+                actor: &published_by,
+                publisher: serde_json::to_string(&publisher)?,
                 created_at: now,
                 expires_at: now + ttl,
             }
             .insert(conn, &through)?;
-            let actor = Actor { name: identity.actor().to_owned(), user_id: None };
+            let actor = Actor { name: published_by.clone(), user_id: None };
             for m in &matches {
-                let mut detail = trustpub_token::publisher_detail(&publisher, Some(m.publisher_id));
+                let mut detail = Published {
+                    data: publisher.clone(),
+                    config_id: Some(m.publisher_id),
+                }
+                .to_json();
                 detail["token_id"] = json!(token_id);
                 detail["expires_at"] = json!((now + ttl).and_utc());
                 audit::record(conn, m.crate_id, &actor, "trustpub_exchange", detail, now)?;
@@ -102,31 +108,17 @@ pub async fn exchange(
     Ok(HttpResponse::Ok().json(json!({ "token": token })))
 }
 
+/// The configs that accept the identity, through its provider's table and matcher.
 fn match_configs(conn: &mut DbConn, identity: &VerifiedIdentity) -> AppResult<Vec<Match>> {
-    let matched: Result<Vec<Match>, MatchError> = match identity {
-        VerifiedIdentity::GitHub(claims) => {
-            let (owner, name) = claims
-                .repository
-                .split_once('/')
-                .unwrap_or((&claims.repository, ""));
-            let publishers = GitHubConfig::publishers_for_repository(conn, owner, name)?;
-            trustpub::github::match_publishers(claims, &publishers)
-        }
-        VerifiedIdentity::GitLab(claims) => {
-            let (namespace, project) = claims
-                .project_path
-                .rsplit_once('/')
-                .unwrap_or(("", &claims.project_path));
-            let publishers = GitLabConfig::publishers_for_project(conn, namespace, project)?;
-            trustpub::gitlab::match_publishers(claims, &publishers)
-        }
-    };
-    let matches = matched.map_err(bad_request)?;
+    let matches = with_claims!(&identity.claims, P, claims => {
+        let candidates = P::candidates(conn, claims)?;
+        P::match_configs(claims, &candidates).map_err(bad_request)?
+    });
     if matches.is_empty() {
         // The matchers explain a miss; an empty success would be a bug, and must not mint.
         return Err(bad_request(format!(
-            "No Trusted Publishing config matches `{}`",
-            identity.repository()
+            "No Trusted Publishing config matches {}",
+            identity.claims.subject()
         )));
     }
     Ok(matches)
@@ -135,29 +127,6 @@ fn match_configs(conn: &mut DbConn, identity: &VerifiedIdentity) -> AppResult<Ve
 /// The `jti` is remembered per issuer, hashed so its length is fixed.
 fn jti_hash(issuer: &str, jti: &str) -> String {
     hex::encode(Sha256::digest(format!("{issuer}\n{jti}").as_bytes()))
-}
-
-/// What every publish with this token records (`published_by` and `trustpub` in docs/api.md);
-/// the config that matched each crate is in the token's crate links.
-fn publisher_json(identity: &VerifiedIdentity) -> Value {
-    let mut publisher = json!({
-        "provider": identity.provider().as_str(),
-        "issuer": identity.issuer(),
-        "repository": identity.repository(),
-        "workflow": identity.workflow(),
-        "environment": identity.environment(),
-        "run_id": identity.run_id().to_string(),
-        "run_url": identity.run_url(),
-        "sha": identity.sha(),
-        "ref": identity.git_ref(),
-        "actor": identity.actor(),
-    });
-    if let VerifiedIdentity::GitLab(claims) = identity {
-        publisher["project"] = json!(claims.project_path);
-        publisher["pipeline_id"] = json!(claims.pipeline_id.to_string());
-        publisher["job_id"] = json!(claims.job_id.to_string());
-    }
-    publisher
 }
 
 /// `DELETE /api/v1/trusted_publishing/tokens`: revokes the token in `Authorization`.

@@ -167,6 +167,19 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET path` with `token` in `Authorization`.
+    pub async fn get_json_with(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .header("Authorization", token)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn index_lines(&self, name: &str) -> Vec<Value> {
         let response = self
             .client
@@ -206,6 +219,34 @@ impl TestApp {
             &serde_json::json!({ "jwt": jwt }),
         )
         .await
+    }
+
+    /// Adds a Buildkite publisher config for `organization/pipeline`, with an optional branch
+    /// and step key; returns the answer (asserting a 200).
+    pub async fn add_buildkite_config(
+        &self,
+        token: &str,
+        krate: &str,
+        organization: &str,
+        pipeline: &str,
+        branch: Option<&str>,
+        step_key: Option<&str>,
+    ) -> Value {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/trusted_publishing/buildkite_configs",
+                Some(token),
+                &serde_json::json!({ "buildkite_config": {
+                    "crate": krate,
+                    "organization": organization,
+                    "pipeline": pipeline,
+                    "branch": branch,
+                    "step_key": step_key,
+                }}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// Adds a GitHub publisher config for the fake IdP's default repository and workflow.
@@ -302,6 +343,14 @@ impl TestAppBuilder {
                 "https://gitlab.com,{}",
                 idp.issuer_of(fake_idp::Provider::GitLab).url()
             ),
+        )
+    }
+
+    /// Trusts `idp`'s Buildkite issuer (in place of `https://agent.buildkite.com`).
+    pub fn buildkite_idp(self, idp: &fake_idp::FakeIdp) -> Self {
+        self.set(
+            "trustpub_buildkite_issuer",
+            idp.issuer_of(fake_idp::Provider::Buildkite).url(),
         )
     }
 

@@ -230,7 +230,7 @@ async fn configs_per_crate_are_limited_and_duplicates_refused() -> anyhow::Resul
         .await;
     assert_eq!(status, 400);
     insta::assert_snapshot!("duplicate", detail(&body).to_owned());
-    for i in 1..wharf::publishers::MAX_CONFIGS_PER_CRATE {
+    for i in 1..wharf::services::publishers::MAX_CONFIGS_PER_CRATE {
         app.add_gitlab_config(&owner, "widget", &format!("group{i}"), None)
             .await;
     }

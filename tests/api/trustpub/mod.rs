@@ -1,3 +1,4 @@
+mod buildkite;
 mod configs;
 mod e2e;
 mod exchange;
