@@ -199,3 +199,124 @@ async fn without_a_matching_publisher_cargo_shows_the_registry_message_and_fails
     );
     Ok(())
 }
+
+/// A stand-in for `buildkite-agent` in `dir`: `oidc request-token --audience … --claim …` asks
+/// the agent API (`BUILDKITE_AGENT_ENDPOINT`) for the job's ID token, as the real agent does,
+/// and prints it.
+fn buildkite_agent_stand_in(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "these tests need python3: {output:?}"
+    );
+    let python = String::from_utf8(output.stdout)?.trim().to_owned();
+    let script = format!(
+        r#"#!{python}
+import json, os, sys, urllib.request
+args = sys.argv[1:]
+assert args[:2] == ["oidc", "request-token"], args
+body, rest = {{"claims": []}}, args[2:]
+while rest:
+    flag, value, rest = rest[0], rest[1], rest[2:]
+    if flag == "--audience":
+        body["audience"] = value
+    elif flag == "--claim":
+        body["claims"] += [c for c in value.split(",") if c]
+    else:
+        sys.exit("flag provided but not defined: " + flag)
+request = urllib.request.Request(
+    "%s/jobs/%s/oidc/tokens" % (os.environ["BUILDKITE_AGENT_ENDPOINT"], os.environ["BUILDKITE_JOB_ID"]),
+    data=json.dumps(body).encode(), method="POST",
+    headers={{"Authorization": "Token " + os.environ["BUILDKITE_AGENT_ACCESS_TOKEN"],
+             "Content-Type": "application/json"}})
+with urllib.request.urlopen(request, timeout=10) as response:
+    print(json.load(response)["token"])
+"#
+    );
+    let path = dir.join("buildkite-agent");
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buildkite_publish_gets_the_id_token_from_the_agent_and_pins_the_pipeline()
+-> anyhow::Result<()> {
+    let provider = provider_binary();
+    let idp = FakeIdp::start(Provider::Buildkite);
+    let app = TestApp::builder().buildkite_idp(&idp).spawn().await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("cp-buildkite", "0.1.0"))
+        .await;
+    app.add_buildkite_config(
+        &owner,
+        "cp-buildkite",
+        fake_idp::BUILDKITE_ORGANIZATION,
+        fake_idp::BUILDKITE_PIPELINE,
+        Some(fake_idp::BUILDKITE_BRANCH),
+        Some(fake_idp::BUILDKITE_STEP_KEY),
+    )
+    .await;
+
+    let root = tempfile::tempdir()?;
+    let bin = root.path().join("agent-bin");
+    std::fs::create_dir_all(&bin)?;
+    buildkite_agent_stand_in(&bin)?;
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cargo = Cargo::new(root.path(), &app, None)?;
+    let pkg = root.path().join("pkg");
+    let stamp = write_stamped_package(&pkg, "cp-buildkite", "0.2.0")?;
+    let mut publish = cargo.command(&pkg, &["publish", "--registry", "wharf"]);
+    publish
+        .env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", &provider)
+        .env("PATH", path)
+        .env("BUILDKITE", "true")
+        .env("BUILDKITE_AGENT_ENDPOINT", idp.buildkite_agent_endpoint())
+        .env(
+            "BUILDKITE_AGENT_ACCESS_TOKEN",
+            idp.buildkite_agent_access_token(),
+        )
+        .env("BUILDKITE_JOB_ID", fake_idp::BUILDKITE_JOB_ID)
+        .env("WHARF_E2E_BUILD_STAMP", &stamp);
+    let output = tokio::task::spawn_blocking(move || publish.output()).await??;
+    assert!(
+        output.status.success(),
+        "cargo publish failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (_, info) = app.get_json("/api/v1/crates/cp-buildkite").await;
+    let version = &info["versions"][0];
+    assert_eq!(version["num"], "0.2.0");
+    assert_eq!(
+        version["published_by"]["login"],
+        format!(
+            "{}/{}",
+            fake_idp::BUILDKITE_ORGANIZATION,
+            fake_idp::BUILDKITE_PIPELINE
+        )
+    );
+    assert_eq!(version["trustpub"]["provider"], "buildkite");
+    // The provider asked the agent for the optional ID claims, so the exchange pinned them.
+    let (status, configs) = app
+        .get_json_with(
+            "/api/v1/trusted_publishing/buildkite_configs?crate=cp-buildkite",
+            &owner,
+        )
+        .await;
+    assert_eq!(status, 200, "{configs}");
+    let config = &configs["buildkite_configs"][0];
+    assert_eq!(
+        config["organization_id"],
+        fake_idp::BUILDKITE_ORGANIZATION_ID
+    );
+    assert_eq!(config["pipeline_id"], fake_idp::BUILDKITE_PIPELINE_ID);
+    Ok(())
+}
