@@ -16,6 +16,7 @@ mod http;
 mod index;
 mod pages;
 mod s3;
+mod scale_out;
 mod startup;
 mod support;
 mod trustpub;
