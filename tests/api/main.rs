@@ -5,6 +5,7 @@
 
 mod admin_check;
 mod api_reference;
+mod backup;
 mod cli;
 mod crates;
 mod credential_provider;
