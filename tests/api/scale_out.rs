@@ -399,7 +399,7 @@ async fn killing_one_instance_mid_burst_loses_no_request_and_no_version() -> any
                 match outcome {
                     Ok((status, body)) if status == 200 => {
                         let whole = match expected {
-                            Some(tarball) => &body[..] == &tarball[..],
+                            Some(tarball) => body[..] == tarball[..],
                             None => {
                                 body.split(|b| *b == b'\n')
                                     .filter(|l| !l.is_empty())

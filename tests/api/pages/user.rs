@@ -23,7 +23,7 @@ async fn a_users_page_lists_the_crates_they_own_and_the_api_links_to_it() -> any
     assert_eq!(url, format!("{base}/users/alice"));
 
     let web = WebClient::new(&app);
-    let page = web.get(url.trim_start_matches(&base)).await?;
+    let page = web.get(url.trim_start_matches(base)).await?;
     assert_eq!(page.status, 200);
     assert_eq!(page.text("#login"), "alice");
     assert_eq!(
