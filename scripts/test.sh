@@ -20,6 +20,10 @@ command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
 # The .crate tests list archives with GNU tar, the independent second reader.
 tar --version 2>/dev/null | grep -q 'GNU tar' || need_pkgs+=(tar)
+# The scale-out tests put nginx in front of two instances as the load balancer.
+{ command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null || need_pkgs+=(nginx)
+# The backup test dumps SQLite with its shell (PostgreSQL's pg_dump comes with postgresql).
+command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 # The object-storage tests run against moto's S3 server, a Python package from PyPI.
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)

@@ -5,6 +5,7 @@
 
 mod admin_check;
 mod api_reference;
+mod backup;
 mod cli;
 mod crates;
 mod credential_provider;
@@ -18,6 +19,7 @@ mod limits;
 mod metrics;
 mod pages;
 mod s3;
+mod scale_out;
 mod startup;
 mod support;
 mod trustpub;

@@ -9,6 +9,7 @@
 
 pub mod crates;
 pub mod gnu_tar;
+pub mod nginx;
 pub mod process;
 pub mod raw_http;
 pub mod s3;
