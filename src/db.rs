@@ -59,6 +59,9 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqliteSetup {
     }
 }
 
+/// The PostgreSQL advisory lock key that migrations run under (\"wharfmig\" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7768_6172_666d_6967;
+
 impl Database {
     /// Opens the pool (creating the SQLite file and its folder when needed).
     pub fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
@@ -110,11 +113,26 @@ impl Database {
             DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
         };
         let applied = match &mut *conn {
-            DbConn::Pg(c) => c.run_pending_migrations(migrations),
-            DbConn::Sqlite(c) => c.run_pending_migrations(migrations),
+            DbConn::Pg(c) => {
+                // Instances starting together would otherwise run the same migration at once
+                // and all but one fail on it: the first takes this lock, the others wait and
+                // then find nothing pending. A session lock, released below and, should the
+                // process die, by the server when the connection goes.
+                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                    .execute(c)
+                    .context("cannot take the migration lock")?;
+                let applied = c.run_pending_migrations(migrations).map(|v| v.len());
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                    .execute(c)
+                    .context("cannot release the migration lock")?;
+                applied
+            }
+            // One file: SQLite's own lock serialises the writers (each migration is a write
+            // transaction, and the migrations table is read inside it).
+            DbConn::Sqlite(c) => c.run_pending_migrations(migrations).map(|v| v.len()),
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        Ok(applied.len())
+        Ok(applied)
     }
 
     /// Runs `f` with a connection on the blocking pool.

@@ -310,3 +310,44 @@ async fn trusted_publishing_records_stored_by_earlier_versions_still_read() -> a
     assert!(history.contains(">job 302</a>"), "{history}");
     Ok(())
 }
+
+/// Instances that start together on a fresh database all migrate it: one runs the migrations,
+/// the others find nothing left to do, and none fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_migrating_one_database_at_once_all_start() -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let url = crate::support::test_database_url(&data_dir)?;
+    let results = tokio::task::spawn_blocking(move || {
+        let barrier = std::sync::Barrier::new(4);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<usize> {
+                        let db = wharf::db::Database::connect(&wharf::config::DatabaseConfig {
+                            url: wharf::config::Secret::new(url.clone()),
+                            pool_size: 2,
+                        })?;
+                        barrier.wait();
+                        db.migrate()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a migrating thread panicked"))?
+                })
+                .collect::<anyhow::Result<Vec<usize>>>()
+        })
+    })
+    .await??;
+    let ran: usize = results.iter().sum();
+    assert!(ran > 0, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|n| **n > 0).count(),
+        1,
+        "one instance ran every migration: {results:?}"
+    );
+    Ok(())
+}

@@ -452,7 +452,7 @@ fn s3_by_default() -> bool {
 static DATABASES: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh database for one test.
-fn test_database_url(data_dir: &tempfile::TempDir) -> anyhow::Result<String> {
+pub fn test_database_url(data_dir: &tempfile::TempDir) -> anyhow::Result<String> {
     match std::env::var("WHARF_TEST_DATABASE_URL") {
         Ok(admin_url) if admin_url.starts_with("postgres") => {
             let name = format!(
