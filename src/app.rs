@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
+use crate::index_cache::IndexCache;
 use crate::storage::{self, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
@@ -22,6 +23,8 @@ pub struct App {
     pub verifier: Verifier,
     /// Bounds the publishes that read and verify a crate file at once.
     pub publish_slots: PublishSlots,
+    /// Rendered index files in memory (see [`crate::index_cache`]).
+    pub index_cache: Arc<IndexCache>,
 }
 
 /// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
@@ -86,7 +89,9 @@ impl App {
             config.limits.max_concurrent_publishes,
             config.limits.publish_queue_timeout,
         );
+        let index_cache = Arc::new(IndexCache::new(config.limits.index_cache_size));
         Ok(Self {
+            index_cache,
             config,
             db,
             storage,

@@ -34,6 +34,8 @@ diesel::define_sql_function! {
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
+    /// What the pool connects with: a PostgreSQL URL or an SQLite file path.
+    url: String,
 }
 
 #[derive(Debug)]
@@ -70,7 +72,7 @@ impl Database {
         } else {
             url.to_owned()
         };
-        let manager = ConnectionManager::<DbConn>::new(connection_url);
+        let manager = ConnectionManager::<DbConn>::new(connection_url.clone());
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(1))
@@ -78,7 +80,26 @@ impl Database {
             .connection_customizer(Box::new(SqliteSetup))
             .build(manager)
             .context("cannot connect to the database")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            url: connection_url,
+        })
+    }
+
+    /// A connection of its own, outside the pool (for a long-lived listener).
+    pub fn dedicated_connection(&self) -> ConnectionResult<DbConn> {
+        if self.is_postgres() {
+            diesel::PgConnection::establish(&self.url).map(DbConn::Pg)
+        } else {
+            let mut conn = diesel::SqliteConnection::establish(&self.url)?;
+            conn.batch_execute("PRAGMA busy_timeout = 15000;")
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            Ok(DbConn::Sqlite(conn))
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
     }
 
     /// Runs pending migrations; returns how many ran.

@@ -13,6 +13,7 @@ pub mod db;
 pub mod dev;
 pub mod errors;
 pub mod head;
+pub mod index_cache;
 pub mod models;
 pub mod oauth;
 pub mod pages;

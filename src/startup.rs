@@ -56,8 +56,19 @@ impl Application {
     /// few minutes (on every instance; the deletes are idempotent).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
+        // Without the cache there is nothing to keep in step.
+        let watcher = if self.app.config.limits.index_cache_size > 0 {
+            Some(crate::index_cache::watcher::spawn(
+                self.app.index_cache.clone(),
+                self.app.db.clone(),
+            )?)
+        } else {
+            None
+        };
         let result = self.server.await;
         cleaner.abort();
+        // Stops the watcher's thread (within a fraction of a second).
+        drop(watcher);
         result
     }
 
