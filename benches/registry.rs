@@ -35,7 +35,7 @@ const WINDOW: usize = 5;
 /// Index fetches averaged at each checkpoint.
 const INDEX_FETCHES: usize = 50;
 /// The growth test stops early (and says so) after this long.
-const GROWTH_BUDGET: Duration = Duration::from_secs(400);
+const GROWTH_BUDGET: Duration = Duration::from_secs(240);
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

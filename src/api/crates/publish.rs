@@ -520,8 +520,11 @@ fn update_crate_metadata(
     let is_max = match current.as_deref() {
         None => true,
         Some(num) => match semver::Version::parse(num) {
-            Ok(version) if version > c.version => {
-                Version::find(conn, krate.id, num)?.is_some_and(|v| v.yanked)
+            Ok(mut version) if version > c.version => {
+                // Found through the unique index on the number without build metadata.
+                version.build = semver::BuildMetadata::EMPTY;
+                Version::find_no_build(conn, krate.id, &version.to_string())?
+                    .is_some_and(|v| v.yanked)
             }
             _ => true,
         },
