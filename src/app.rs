@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
 use crate::index_cache::IndexCache;
+use crate::index_cache::downloads::DownloadCache;
 use crate::storage::{self, Storage};
 use crate::trustpub::{TrustpubSettings, Verifier};
 
@@ -25,6 +26,8 @@ pub struct App {
     pub publish_slots: PublishSlots,
     /// Rendered index files in memory (see [`crate::index_cache`]).
     pub index_cache: Arc<IndexCache>,
+    /// Small, hot `.crate` files in memory.
+    pub download_cache: DownloadCache,
 }
 
 /// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
@@ -90,8 +93,10 @@ impl App {
             config.limits.publish_queue_timeout,
         );
         let index_cache = Arc::new(IndexCache::new(config.limits.index_cache_size));
+        let download_cache = DownloadCache::new(config.limits.download_cache_size);
         Ok(Self {
             index_cache,
+            download_cache,
             config,
             db,
             storage,

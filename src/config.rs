@@ -60,6 +60,7 @@ const KEYS: &[&str] = &[
     "max_concurrent_publishes",
     "publish_queue_timeout",
     "index_cache_size",
+    "download_cache_size",
     "required_metadata",
     "log",
     "log_format",
@@ -188,6 +189,9 @@ pub struct Limits {
     /// Bytes of rendered index files kept in memory (`WHARF_INDEX_CACHE_SIZE`); 0 turns the
     /// cache off.
     pub index_cache_size: u64,
+    /// Bytes of small `.crate` files kept in memory (`WHARF_DOWNLOAD_CACHE_SIZE`); 0 turns the
+    /// cache off.
+    pub download_cache_size: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -479,7 +483,14 @@ impl Config {
                 "WHARF_INDEX_CACHE_SIZE",
                 raw.get("index_cache_size").unwrap_or("64MiB"),
             )?,
+            download_cache_size: parse_size(
+                "WHARF_DOWNLOAD_CACHE_SIZE",
+                raw.get("download_cache_size").unwrap_or("16MiB"),
+            )?,
         };
+        if limits.download_cache_size > 64 * 1024 * 1024 * 1024 {
+            bail!("WHARF_DOWNLOAD_CACHE_SIZE must be at most 64GiB (0 turns the cache off)");
+        }
         if limits.index_cache_size > 64 * 1024 * 1024 * 1024 {
             bail!("WHARF_INDEX_CACHE_SIZE must be at most 64GiB (0 turns the cache off)");
         }

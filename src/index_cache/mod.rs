@@ -13,6 +13,7 @@
 //! - a file read from the database is stored only if no invalidation happened since the read
 //!   began (a generation counter), so a read racing a publish cannot store the old file.
 
+pub mod downloads;
 mod lru;
 pub mod watcher;
 
