@@ -3,6 +3,7 @@
 //! Handlers never block an actix worker on the database: they go through [`Database::run`] /
 //! [`Database::transaction`], which run synchronous diesel on the blocking thread pool.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +37,8 @@ pub struct Database {
     pool: DbPool,
     /// What the pool connects with: a PostgreSQL URL or an SQLite file path.
     url: String,
+    /// On SQLite, write transactions of this process take turns here before `BEGIN IMMEDIATE`.
+    sqlite_writer: Arc<Mutex<()>>,
 }
 
 #[derive(Debug)]
@@ -83,6 +86,7 @@ impl Database {
         Ok(Self {
             pool,
             url: connection_url,
+            sqlite_writer: Arc::new(Mutex::new(())),
         })
     }
 
@@ -136,13 +140,22 @@ impl Database {
 
     /// Runs `f` inside a write transaction on the blocking pool. On SQLite the transaction
     /// takes the write lock up front (`BEGIN IMMEDIATE`), so concurrent writers wait for each
-    /// other instead of failing half-way.
+    /// other instead of failing half-way; within this process they first take turns on a
+    /// mutex, which wakes the next writer the moment the last one commits, where SQLite's busy
+    /// handler would poll the lock with sleeps of up to 100 ms.
     pub async fn transaction<T, F>(&self, f: F) -> AppResult<T>
     where
         F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |conn| write_transaction(conn, f)).await
+        let writer = (!self.is_postgres()).then(|| self.sqlite_writer.clone());
+        self.run(move |conn| {
+            let _turn = writer
+                .as_ref()
+                .map(|writer| writer.lock().unwrap_or_else(PoisonError::into_inner));
+            write_transaction(conn, f)
+        })
+        .await
     }
 
     /// For the CLI: a connection outside any runtime.
