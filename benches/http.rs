@@ -44,7 +44,9 @@ fn main() -> anyhow::Result<()> {
         support::print_machine("http");
         for tool in ["wrk", "nginx"] {
             if which(tool).is_none() {
-                println!("`{tool}` is not installed: nothing measured (scripts/bench.sh installs it)");
+                println!(
+                    "`{tool}` is not installed: nothing measured (scripts/bench.sh installs it)"
+                );
                 return Ok(());
             }
         }
@@ -64,7 +66,11 @@ async fn run(backend: &Backend) -> anyhow::Result<()> {
 
     for i in 0..HOT_VERSIONS {
         server
-            .publish(&client, &token, CrateBuilder::new("hot-crate", &format!("1.0.{i}")).publish_body())
+            .publish(
+                &client,
+                &token,
+                CrateBuilder::new("hot-crate", &format!("1.0.{i}")).publish_body(),
+            )
             .await?;
     }
     let index = format!("/index/{}", index_path("hot-crate"));
@@ -72,7 +78,12 @@ async fn run(backend: &Backend) -> anyhow::Result<()> {
     let first = client.get(server.url(&index)).send().await?;
     let etag = header(&first, "etag")?;
     let index_bytes = first.bytes().await?;
-    let crate_bytes = client.get(server.url(&download)).send().await?.bytes().await?;
+    let crate_bytes = client
+        .get(server.url(&download))
+        .send()
+        .await?
+        .bytes()
+        .await?;
 
     let nginx = Nginx::start(&[(&index, &index_bytes), (&download, &crate_bytes)])?;
     let nginx_etag = header(&client.get(nginx.url(&index)).send().await?, "etag")?;
@@ -81,8 +92,15 @@ async fn run(backend: &Backend) -> anyhow::Result<()> {
         "wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{WRK_DURATION}, requests per second (Wharf / nginx):"
     );
     let mut rows = Vec::new();
-    let label = format!("hot index file ({} bytes, {HOT_VERSIONS} versions)", index_bytes.len());
-    rows.push((label, wrk(&server.url(&index), None)?, wrk(&nginx.url(&index), None)?));
+    let label = format!(
+        "hot index file ({} bytes, {HOT_VERSIONS} versions)",
+        index_bytes.len()
+    );
+    rows.push((
+        label,
+        wrk(&server.url(&index), None)?,
+        wrk(&nginx.url(&index), None)?,
+    ));
     rows.push((
         "index revalidation (304)".to_owned(),
         wrk(&server.url(&index), Some(&etag))?,
@@ -144,7 +162,9 @@ fn mb(kib: u64) -> f64 {
 
 /// Bytes that do not compress, so the crate file really is that large.
 fn incompressible(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state ^= state << 13;
@@ -179,7 +199,10 @@ fn free_port() -> anyhow::Result<u16> {
 async fn wait_until_up(url: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -303,7 +326,11 @@ impl WharfProcess {
             .send()
             .await?;
         if response.status() != 200 {
-            bail!("publish answered {}: {}", response.status(), response.text().await?);
+            bail!(
+                "publish answered {}: {}",
+                response.status(),
+                response.text().await?
+            );
         }
         Ok(())
     }

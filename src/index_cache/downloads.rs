@@ -90,7 +90,10 @@ mod tests {
         let cache = DownloadCache::new(4 * MAX_CACHED_FILE);
         cache.insert(DownloadCache::key("a", "1.0.0"), file(1000));
         assert_eq!(cache.get("a\n1.0.0").unwrap().bytes.len(), 1000);
-        cache.insert(DownloadCache::key("b", "1.0.0"), file(MAX_CACHED_FILE as usize + 1));
+        cache.insert(
+            DownloadCache::key("b", "1.0.0"),
+            file(MAX_CACHED_FILE as usize + 1),
+        );
         assert!(cache.get("b\n1.0.0").is_none());
         assert!(cache.used_bytes() <= 4 * MAX_CACHED_FILE);
 

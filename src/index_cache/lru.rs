@@ -89,7 +89,6 @@ impl<V: Clone> ByteLru<V> {
     pub fn used(&self) -> u64 {
         self.used
     }
-
 }
 
 #[cfg(test)]

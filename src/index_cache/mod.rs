@@ -151,7 +151,11 @@ mod tests {
     fn the_cache_stays_within_its_bytes() {
         let cache = IndexCache::new(10_000);
         for i in 0..100 {
-            cache.insert(&format!("c{i}"), file(&"x".repeat(1000)), cache.generation());
+            cache.insert(
+                &format!("c{i}"),
+                file(&"x".repeat(1000)),
+                cache.generation(),
+            );
             assert!(cache.used_bytes() <= 10_000);
         }
         assert!(cache.get("c99").is_some());

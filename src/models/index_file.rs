@@ -129,7 +129,7 @@ pub fn etag_of(content: &str) -> String {
     format_etag(
         content
             .split_inclusive('\n')
-            .fold([0; 16], |state, line| chain(state, line)),
+            .fold([0; 16], chain),
     )
 }
 

@@ -544,10 +544,7 @@ fn update_crate_metadata(
             .execute(conn)?;
     } else {
         diesel::update(crates::table.find(krate.id))
-            .set((
-                crates::max_version.eq(current),
-                crates::updated_at.eq(now),
-            ))
+            .set((crates::max_version.eq(current), crates::updated_at.eq(now)))
             .execute(conn)?;
     }
     Ok(())

@@ -47,14 +47,23 @@ async fn the_crate_description_follows_its_highest_unyanked_version() -> anyhow:
                 .json()
                 .await?;
             anyhow::Ok((
-                body["crate"]["description"].as_str().unwrap_or_default().to_owned(),
-                body["crate"]["max_version"].as_str().unwrap_or_default().to_owned(),
+                body["crate"]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                body["crate"]["max_version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             ))
         }
     };
     app.publish_ok(&token, &publish("2.0.0")).await;
     app.publish_ok(&token, &publish("1.0.0")).await;
-    assert_eq!(description(&app).await?, ("as of 2.0.0".into(), "2.0.0".into()));
+    assert_eq!(
+        description(&app).await?,
+        ("as of 2.0.0".into(), "2.0.0".into())
+    );
 
     let response = app
         .client
@@ -65,18 +74,31 @@ async fn the_crate_description_follows_its_highest_unyanked_version() -> anyhow:
     assert_eq!(response.status(), 200);
     // Below the yanked 2.0.0, yet the highest version not yanked: it describes the crate.
     app.publish_ok(&token, &publish("1.5.0")).await;
-    assert_eq!(description(&app).await?, ("as of 1.5.0".into(), "1.5.0".into()));
-    app.publish_ok(&token, &publish("1.2.0")).await;
-    assert_eq!(description(&app).await?, ("as of 1.5.0".into(), "1.5.0".into()));
-    app.publish_ok(&token, &publish("3.0.0-beta.1+build.7")).await;
     assert_eq!(
         description(&app).await?,
-        ("as of 3.0.0-beta.1+build.7".into(), "3.0.0-beta.1+build.7".into())
+        ("as of 1.5.0".into(), "1.5.0".into())
+    );
+    app.publish_ok(&token, &publish("1.2.0")).await;
+    assert_eq!(
+        description(&app).await?,
+        ("as of 1.5.0".into(), "1.5.0".into())
+    );
+    app.publish_ok(&token, &publish("3.0.0-beta.1+build.7"))
+        .await;
+    assert_eq!(
+        description(&app).await?,
+        (
+            "as of 3.0.0-beta.1+build.7".into(),
+            "3.0.0-beta.1+build.7".into()
+        )
     );
     app.publish_ok(&token, &publish("2.5.0")).await;
     assert_eq!(
         description(&app).await?,
-        ("as of 3.0.0-beta.1+build.7".into(), "3.0.0-beta.1+build.7".into())
+        (
+            "as of 3.0.0-beta.1+build.7".into(),
+            "3.0.0-beta.1+build.7".into()
+        )
     );
     Ok(())
 }
