@@ -15,6 +15,7 @@
 mod support;
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -368,6 +369,8 @@ struct Nginx {
 impl Nginx {
     fn start(files: &[(&str, &[u8])]) -> anyhow::Result<Self> {
         let root = tempfile::tempdir()?;
+        // nginx's workers run as an unprivileged user when it is started as root.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))?;
         let www = root.path().join("www");
         for (path, bytes) in files {
             let file = www.join(path.trim_start_matches('/'));
@@ -407,17 +410,23 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        drop(self.child.kill());
+        // SIGTERM: the master stops its workers too (SIGKILL would leave them running).
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if !stopped.is_ok_and(|s| s.success()) {
+            drop(self.child.kill());
+        }
         drop(self.child.wait());
     }
 }
 
-/// A plain static-file configuration, one worker per CPU, in the foreground.
+/// A plain static-file configuration, one worker per CPU (as Wharf has), in the foreground.
 fn nginx_config(root: &Path, www: &Path, port: u16) -> String {
     let root = root.display();
     let www = www.display();
     format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
+        "daemon off;\nworker_processes auto;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n  default_type application/octet-stream;\n\
            client_body_temp_path {root}/tmp;\n  proxy_temp_path {root}/tmp;\n  fastcgi_temp_path {root}/tmp;\n  uwsgi_temp_path {root}/tmp;\n  scgi_temp_path {root}/tmp;\n\
