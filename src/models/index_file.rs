@@ -126,11 +126,7 @@ pub fn render(conn: &mut DbConn, crate_id: i64, crate_name: &str) -> QueryResult
 /// The `ETag` of an index file with this content: a hash chained over its lines, so that
 /// appending a line needs only the previous `ETag` and the line (`"l-` and 32 hex digits).
 pub fn etag_of(content: &str) -> String {
-    format_etag(
-        content
-            .split_inclusive('\n')
-            .fold([0; 16], chain),
-    )
+    format_etag(content.split_inclusive('\n').fold([0; 16], chain))
 }
 
 /// The `ETag` index files had before it was chained (a hash of the whole file); such an
