@@ -2,7 +2,7 @@
 //!
 //! - hot index-file requests, with and without `If-None-Match` (the 304 path);
 //! - publish latency of a small crate;
-//! - how publish and index cost grow from 1 to 1,000 versions of one crate.
+//! - how publish and index cost grow from 1 to 10,000 versions of one crate.
 //!
 //! Runs on SQLite in a temporary folder, and on PostgreSQL too when `WHARF_BENCH_DATABASE_URL`
 //! is a `postgres://` URL (a fresh database is created and dropped). Loopback only; every loop
@@ -28,14 +28,14 @@ const HOT_VERSIONS: usize = 10;
 /// Sequential publishes of the small crate.
 const PUBLISHES: usize = 50;
 /// Versions published in the growth test, and where it reports.
-const GROWTH_VERSIONS: usize = 1000;
-const CHECKPOINTS: [usize; 5] = [1, 10, 100, 500, 1000];
+const GROWTH_VERSIONS: usize = 10_000;
+const CHECKPOINTS: [usize; 5] = [1, 10, 100, 1000, 10_000];
 /// Neighbours on each side averaged into a checkpoint's publish latency.
 const WINDOW: usize = 5;
 /// Index fetches averaged at each checkpoint.
 const INDEX_FETCHES: usize = 50;
 /// The growth test stops early (and says so) after this long.
-const GROWTH_BUDGET: Duration = Duration::from_secs(90);
+const GROWTH_BUDGET: Duration = Duration::from_secs(240);
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

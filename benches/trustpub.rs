@@ -21,7 +21,7 @@ use wharf::dev::fake_idp::{self, FakeIdp, Provider};
 use crate::support::{Backend, CrateBuilder, Server, closed_loop};
 
 /// Concurrent clients, for the exchange and for the verifier (after a run with one client).
-const CLIENTS: usize = 32;
+const CLIENTS: usize = 16;
 /// Exchanges made by the single client; the other ID tokens go to the concurrent run.
 const SEQUENTIAL_EXCHANGES: usize = 300;
 /// ID tokens signed ahead of time, one per exchange (at most this many exchanges), and the

@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
 # Runs Wharf's benchmarks, which print figures and assert nothing: the registry bench (index
-# reads, publish latency, growth to 1,000 versions) and the Trusted Publishing bench (token
-# exchange vs verification alone). They run on SQLite; when PostgreSQL is installed (as
-# scripts/test.sh installs it), a throwaway PostgreSQL is started on 127.0.0.1 and each bench
-# runs on it too.
+# reads, publish latency, growth to 10,000 versions), the Trusted Publishing bench (token
+# exchange vs verification alone) and the HTTP bench (the wharf binary against nginx serving
+# the same bytes, with wrk -t2 -c50; resident memory). They run on SQLite; when PostgreSQL is
+# installed (as scripts/test.sh installs it), a throwaway PostgreSQL is started on 127.0.0.1
+# and each bench runs on it too. nginx and wrk are installed with apt-get when missing.
+# docs/performance.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
+
+missing=()
+for tool in nginx wrk; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]} (apt-get)"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package starts a system nginx; the bench runs its own on a free loopback port.
+  $sudo_cmd systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; then
@@ -33,4 +49,4 @@ else
 fi
 
 log "cargo bench ($(nproc) CPUs)"
-cargo bench --bench registry --bench trustpub
+cargo bench --bench registry --bench trustpub --bench http

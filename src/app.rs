@@ -9,6 +9,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
+use crate::index_cache::IndexCache;
+use crate::index_cache::downloads::DownloadCache;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::storage::{self, Storage};
@@ -28,6 +30,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Rate limits on publishes and exchanges, counted in the database.
     pub limiter: RateLimiter,
+    /// Rendered index files in memory (see [`crate::index_cache`]).
+    pub index_cache: Arc<IndexCache>,
+    /// Small, hot `.crate` files in memory.
+    pub download_cache: DownloadCache,
 }
 
 /// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
@@ -93,7 +99,11 @@ impl App {
         );
         let metrics = Arc::new(Metrics::new(&db));
         let limiter = RateLimiter::new(config.rate_limits.clone(), metrics.clone());
+        let index_cache = Arc::new(IndexCache::new(config.limits.index_cache_size));
+        let download_cache = DownloadCache::new(config.limits.download_cache_size);
         Ok(Self {
+            index_cache,
+            download_cache,
             config,
             db,
             storage,

@@ -242,7 +242,9 @@ fn check_index_files(
                 "the index file differs from the crate's versions in the database ({}); {fix}",
                 first_difference(&content, &expected)
             ));
-        } else if etag != index_file::etag_of(&content) {
+        } else if etag != index_file::etag_of(&content)
+            && etag != index_file::legacy_etag_of(&content)
+        {
             problem(format!(
                 "the index file's ETag {etag} does not match its content, so caches may keep an old file; {fix}"
             ));

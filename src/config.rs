@@ -59,6 +59,8 @@ const KEYS: &[&str] = &[
     "max_unpacked_size",
     "max_concurrent_publishes",
     "publish_queue_timeout",
+    "index_cache_size",
+    "download_cache_size",
     "required_metadata",
     "rate_limit_publishes_per_crate",
     "rate_limit_publishes_per_publisher",
@@ -217,6 +219,12 @@ pub struct Limits {
     /// How long a publish waits for one of those slots before it is refused with 503, and how
     /// long an upload may send nothing before it is cut off with 408.
     pub publish_queue_timeout: Duration,
+    /// Bytes of rendered index files kept in memory (`WHARF_INDEX_CACHE_SIZE`); 0 turns the
+    /// cache off.
+    pub index_cache_size: u64,
+    /// Bytes of small `.crate` files kept in memory (`WHARF_DOWNLOAD_CACHE_SIZE`); 0 turns the
+    /// cache off.
+    pub download_cache_size: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -521,7 +529,21 @@ impl Config {
                     })?,
                 None => Duration::from_secs(30),
             },
+            index_cache_size: parse_size(
+                "WHARF_INDEX_CACHE_SIZE",
+                raw.get("index_cache_size").unwrap_or("64MiB"),
+            )?,
+            download_cache_size: parse_size(
+                "WHARF_DOWNLOAD_CACHE_SIZE",
+                raw.get("download_cache_size").unwrap_or("16MiB"),
+            )?,
         };
+        if limits.download_cache_size > 64 * 1024 * 1024 * 1024 {
+            bail!("WHARF_DOWNLOAD_CACHE_SIZE must be at most 64GiB (0 turns the cache off)");
+        }
+        if limits.index_cache_size > 64 * 1024 * 1024 * 1024 {
+            bail!("WHARF_INDEX_CACHE_SIZE must be at most 64GiB (0 turns the cache off)");
+        }
         if limits.max_crate_size == 0 || limits.max_crate_size > 1024 * 1024 * 1024 {
             bail!("WHARF_MAX_CRATE_SIZE must be between 1 byte and 1GiB");
         }

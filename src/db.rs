@@ -3,6 +3,7 @@
 //! Handlers never block an actix worker on the database: they go through [`Database::run`] /
 //! [`Database::transaction`], which run synchronous diesel on the blocking thread pool.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,6 +43,10 @@ pub struct PoolState {
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
+    /// What the pool connects with: a PostgreSQL URL or an SQLite file path.
+    url: String,
+    /// On SQLite, write transactions of this process take turns here before `BEGIN IMMEDIATE`.
+    sqlite_writer: Arc<Mutex<()>>,
 }
 
 #[derive(Debug)]
@@ -76,12 +81,23 @@ impl Database {
             // WAL lets readers go on while one writer writes; it is a property of the file.
             let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
                 .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-            conn.batch_execute("PRAGMA journal_mode = WAL;")?;
+            conn.batch_execute("PRAGMA busy_timeout = 15000;")?;
+            // Another process may be switching the same new file at this moment; SQLite then
+            // answers "locked" at once (the busy handler is skipped where waiting could
+            // deadlock), so try again for a while.
+            let mut attempts = 0;
+            while let Err(e) = conn.batch_execute("PRAGMA journal_mode = WAL;") {
+                attempts += 1;
+                if attempts == 100 {
+                    return Err(e).context("cannot switch the SQLite database to WAL mode");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             path.to_string_lossy().into_owned()
         } else {
             url.to_owned()
         };
-        let manager = ConnectionManager::<DbConn>::new(connection_url);
+        let manager = ConnectionManager::<DbConn>::new(connection_url.clone());
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(1))
@@ -89,7 +105,27 @@ impl Database {
             .connection_customizer(Box::new(SqliteSetup))
             .build(manager)
             .context("cannot connect to the database")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            url: connection_url,
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// A connection of its own, outside the pool (for a long-lived listener).
+    pub fn dedicated_connection(&self) -> ConnectionResult<DbConn> {
+        if self.is_postgres() {
+            diesel::PgConnection::establish(&self.url).map(DbConn::Pg)
+        } else {
+            let mut conn = diesel::SqliteConnection::establish(&self.url)?;
+            conn.batch_execute("PRAGMA busy_timeout = 15000;")
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            Ok(DbConn::Sqlite(conn))
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
     }
 
     /// The pool's use now: connections open, of them idle, and the most it opens.
@@ -127,9 +163,16 @@ impl Database {
                     .context("cannot release the migration lock")?;
                 applied
             }
-            // One file: SQLite's own lock serialises the writers (each migration is a write
-            // transaction, and the migrations table is read inside it).
-            DbConn::Sqlite(c) => c.run_pending_migrations(migrations).map(|v| v.len()),
+            // The same for processes sharing one file: all the pending migrations in one
+            // IMMEDIATE transaction (each migration a savepoint inside it), so the second
+            // process waits for the first's write lock and then finds nothing pending.
+            DbConn::Sqlite(c) => c
+                .immediate_transaction(|c| {
+                    c.run_pending_migrations(migrations)
+                        .map(|v| v.len())
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                })
+                .map_err(|e| e.into()),
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied)
@@ -151,13 +194,22 @@ impl Database {
 
     /// Runs `f` inside a write transaction on the blocking pool. On SQLite the transaction
     /// takes the write lock up front (`BEGIN IMMEDIATE`), so concurrent writers wait for each
-    /// other instead of failing half-way.
+    /// other instead of failing half-way; within this process they first take turns on a
+    /// mutex, which wakes the next writer the moment the last one commits, where SQLite's busy
+    /// handler would poll the lock with sleeps of up to 100 ms.
     pub async fn transaction<T, F>(&self, f: F) -> AppResult<T>
     where
         F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |conn| write_transaction(conn, f)).await
+        let writer = (!self.is_postgres()).then(|| self.sqlite_writer.clone());
+        self.run(move |conn| {
+            let _turn = writer
+                .as_ref()
+                .map(|writer| writer.lock().unwrap_or_else(PoisonError::into_inner));
+            write_transaction(conn, f)
+        })
+        .await
     }
 
     /// [`Database::transaction`] for a closure with an error type of its own, such as a page's

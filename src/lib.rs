@@ -13,6 +13,7 @@ pub mod db;
 pub mod dev;
 pub mod errors;
 pub mod head;
+pub mod index_cache;
 #[cfg(test)]
 mod layering;
 pub mod limits;

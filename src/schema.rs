@@ -51,6 +51,7 @@ diesel::table! {
         trustpub_only -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        max_version -> Nullable<Text>,
     }
 }
 
@@ -60,6 +61,7 @@ diesel::table! {
         content -> Text,
         etag -> Text,
         updated_at -> Timestamp,
+        change_seq -> BigInt,
     }
 }
 

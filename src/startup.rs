@@ -83,12 +83,23 @@ impl Application {
     /// The metrics listener, if any, serves alongside and stops after the main server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
+        // Without the cache there is nothing to keep in step.
+        let watcher = if self.app.config.limits.index_cache_size > 0 {
+            Some(crate::index_cache::watcher::spawn(
+                self.app.index_cache.clone(),
+                self.app.db.clone(),
+            )?)
+        } else {
+            None
+        };
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
             (handle, tokio::spawn(server))
         });
         let result = self.server.await;
         cleaner.abort();
+        // Stops the watcher's thread (within a fraction of a second).
+        drop(watcher);
         if let Some((handle, task)) = metrics {
             handle.stop(true).await;
             drop(task.await);

@@ -149,15 +149,19 @@ impl Server {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.handle.stop(true).await;
         if let Some((admin_url, name)) = &self.postgres {
-            let mut conn = diesel::PgConnection::establish(admin_url)?;
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)?;
+            drop_postgres_database(admin_url, name)?;
         }
         Ok(())
     }
 }
 
-fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+pub fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = diesel::PgConnection::establish(admin_url)?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)?;
+    Ok(())
+}
+
+pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<(String, String)> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

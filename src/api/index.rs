@@ -1,11 +1,15 @@
 //! Cargo's sparse index: `config.json` and one file per crate.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::app::App;
 use crate::errors::{AppResult, not_found};
+use crate::index_cache::CachedIndex;
 use crate::models::index_file::IndexFile;
 use crate::registry::crate_name::index_path_matches;
 
@@ -21,7 +25,9 @@ pub async fn config_json(app: web::Data<App>) -> HttpResponse {
         }))
 }
 
-/// `GET /index/{prefix}/{name}`: the crate's index file, with an `ETag`.
+/// `GET /index/{prefix}/{name}`: the crate's index file, with an `ETag`. Served from the
+/// in-memory cache when it holds the file (no blocking pool, no database connection); read from
+/// the database and cached otherwise.
 pub async fn index_file(
     app: web::Data<App>,
     req: HttpRequest,
@@ -29,46 +35,52 @@ pub async fn index_file(
 ) -> AppResult<HttpResponse> {
     let name = index_path_matches(&path).ok_or_else(|| not_found("not found"))?;
     let canonical = name.replace('-', "_");
-    let if_none_match = req
+    let file = match app.index_cache.get(&canonical) {
+        Some(file) => Some(file),
+        None => {
+            let generation = app.index_cache.generation();
+            let key = canonical.clone();
+            let found = app
+                .db
+                .run(move |conn| Ok(IndexFile::by_canonical(conn, &key)?))
+                .await?;
+            found.map(|(crate_name, file)| {
+                let file = Arc::new(CachedIndex {
+                    crate_name,
+                    etag: file.etag,
+                    content: Bytes::from(file.content),
+                });
+                app.index_cache.insert(&canonical, file.clone(), generation);
+                file
+            })
+        }
+    };
+    // Index paths are the lowercased name exactly: `foo-bar` does not serve `foo_bar`.
+    let file = file
+        .filter(|file| file.crate_name.to_ascii_lowercase() == name)
+        .ok_or_else(|| not_found(format!("crate `{name}` does not exist")))?;
+
+    let unchanged = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    // A revalidation (cargo's usual request) reads only the ETag; the file is read when sent.
-    let found = app
-        .db
-        .run(move |conn| {
-            let Some((crate_name, etag)) = IndexFile::etag_by_canonical(conn, &canonical)? else {
-                return Ok(None);
-            };
-            let unchanged = if_none_match.as_deref().is_some_and(|v| {
-                v.split(',')
-                    .any(|tag| tag.trim() == etag || tag.trim() == "*")
-            });
-            if unchanged {
-                return Ok(Some((crate_name, etag, None)));
-            }
-            // The ETag sent is the one of the content sent, even if a publish came between.
-            Ok(IndexFile::by_canonical(conn, &canonical)?
-                .map(|(crate_name, file)| (crate_name, file.etag, Some(file.content))))
-        })
-        .await?;
-    // Index paths are the lowercased name exactly: `foo-bar` does not serve `foo_bar`.
-    let (_, etag, content) = found
-        .filter(|(crate_name, _, _)| crate_name.to_ascii_lowercase() == name)
-        .ok_or_else(|| not_found(format!("crate `{name}` does not exist")))?;
-
-    let mut response = match content {
-        Some(_) => HttpResponse::Ok(),
-        None => HttpResponse::NotModified(),
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == file.etag || tag.trim() == "*")
+        });
+    let mut response = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, etag))
+        .insert_header((header::ETAG, file.etag.as_str()))
         // Revalidate every time: a publish must be visible at once.
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .content_type("text/plain; charset=utf-8");
-    Ok(match content {
-        Some(content) => response.body(content),
-        None => response.finish(),
+    Ok(if unchanged {
+        response.finish()
+    } else {
+        response.body(file.content.clone())
     })
 }

@@ -19,6 +19,9 @@ pub struct Crate {
     pub trustpub_only: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// See [`crate::models::version::max_version`]; `None` until a publish, yank or unyank
+    /// records it.
+    pub max_version: Option<String>,
 }
 
 #[derive(Insertable, Debug)]
@@ -68,6 +71,13 @@ pub fn find_crate(conn: &mut DbConn, name: &str) -> Result<Crate, FindCrateError
 pub type SearchPage = (Vec<(Crate, Option<String>)>, i64);
 
 impl Crate {
+    pub fn set_max_version(conn: &mut DbConn, id: i64, max: Option<&str>) -> QueryResult<()> {
+        diesel::update(crates::table.find(id))
+            .set(crates::max_version.eq(max))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn by_canonical(conn: &mut DbConn, canonical: &str) -> QueryResult<Option<Crate>> {
         crates::table
             .filter(crates::canonical_name.eq(canonical))

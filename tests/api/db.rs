@@ -326,9 +326,10 @@ async fn instances_migrating_one_database_at_once_all_start() -> anyhow::Result<
                         let db = wharf::db::Database::connect(&wharf::config::DatabaseConfig {
                             url: wharf::config::Secret::new(url.clone()),
                             pool_size: 2,
-                        })?;
+                        });
+                        // Every thread reaches the barrier, whatever its connect gave.
                         barrier.wait();
-                        db.migrate()
+                        db?.migrate()
                     })
                 })
                 .collect();

@@ -79,3 +79,181 @@ async fn index_paths_use_the_lowercased_exact_name() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The versions an instance lists for a crate now.
+async fn served_versions(app: &TestApp, name: &str) -> Vec<(String, bool)> {
+    app.index_lines(name)
+        .await
+        .iter()
+        .map(|line| {
+            (
+                line["vers"].as_str().unwrap_or_default().to_owned(),
+                line["yanked"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Asks `app` for the crate's index file until it lists `expected`; fails after `within`.
+async fn wait_for_versions(
+    app: &TestApp,
+    name: &str,
+    expected: &[(&str, bool)],
+    within: std::time::Duration,
+) -> anyhow::Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        let served = served_versions(app, name).await;
+        let wanted: Vec<(String, bool)> = expected
+            .iter()
+            .map(|(v, y)| ((*v).to_owned(), *y))
+            .collect();
+        if served == wanted {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            anyhow::bail!(
+                "after {:?} the other instance still serves {served:?}, not {wanted:?}",
+                started.elapsed()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_publish_or_yank_through_one_instance_reaches_the_others_cache_within_a_second()
+-> anyhow::Result<()> {
+    let first = TestApp::spawn().await;
+    let second = TestApp::builder()
+        .sharing_database_with(&first)
+        .spawn()
+        .await;
+    let token = first.token("alice");
+    first
+        .publish_ok(&token, &CrateBuilder::new("spread", "1.0.0"))
+        .await;
+    // The second instance has the file in its cache now.
+    assert_eq!(
+        served_versions(&second, "spread").await,
+        [("1.0.0".to_owned(), false)]
+    );
+    assert_eq!(served_versions(&second, "spread").await.len(), 1);
+
+    first
+        .publish_ok(&token, &CrateBuilder::new("spread", "1.0.1"))
+        .await;
+    // The publishing instance answers with the new line at once.
+    assert_eq!(
+        served_versions(&first, "spread").await,
+        [("1.0.0".to_owned(), false), ("1.0.1".to_owned(), false)]
+    );
+    let second_sees = std::time::Duration::from_secs(1);
+    wait_for_versions(
+        &second,
+        "spread",
+        &[("1.0.0", false), ("1.0.1", false)],
+        second_sees,
+    )
+    .await?;
+
+    let response = first
+        .client
+        .delete(first.url("/api/v1/crates/spread/1.0.0/yank"))
+        .header("Authorization", &token)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        served_versions(&first, "spread").await,
+        [("1.0.0".to_owned(), true), ("1.0.1".to_owned(), false)]
+    );
+    wait_for_versions(
+        &second,
+        "spread",
+        &[("1.0.0", true), ("1.0.1", false)],
+        second_sees,
+    )
+    .await?;
+
+    // And the other way round.
+    let response = second
+        .client
+        .put(second.url("/api/v1/crates/spread/1.0.0/unyank"))
+        .header("Authorization", &token)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    wait_for_versions(
+        &first,
+        "spread",
+        &[("1.0.0", false), ("1.0.1", false)],
+        second_sees,
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_small_or_disabled_cache_serves_the_same_files() -> anyhow::Result<()> {
+    for size in ["0", "1KiB"] {
+        let app = TestApp::builder()
+            .set("index_cache_size", size)
+            .spawn()
+            .await;
+        let token = app.token("alice");
+        for name in ["first", "second", "third"] {
+            for version in ["1.0.0", "1.0.1"] {
+                app.publish_ok(&token, &CrateBuilder::new(name, version))
+                    .await;
+                assert_eq!(
+                    served_versions(&app, name).await.last(),
+                    Some(&(version.to_owned(), false)),
+                    "cache size {size}"
+                );
+            }
+        }
+        for name in ["first", "second", "third"] {
+            assert_eq!(served_versions(&app, name).await.len(), 2, "{size}");
+        }
+        assert!(app.app.index_cache.used_bytes() <= 1024, "{size}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_etag_of_a_cached_file_answers_304_and_head_has_no_body() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    app.publish_ok(&token, &CrateBuilder::new("headed", "1.0.0"))
+        .await;
+    let url = app.url(&format!("/index/{}", index_path("headed")));
+    let first = app.client.get(&url).send().await?;
+    let etag = first.headers()["etag"].to_str()?.to_owned();
+    let body = first.text().await?;
+    // Served from the cache from now on.
+    let head = app.client.head(&url).send().await?;
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"].to_str()?, etag);
+    assert_eq!(head.headers()["cache-control"], "no-cache");
+    assert_eq!(head.text().await?, "");
+    for header in [etag.clone(), format!("\"other\", {etag}"), "*".to_owned()] {
+        let response = app
+            .client
+            .get(&url)
+            .header("If-None-Match", header.as_str())
+            .send()
+            .await?;
+        assert_eq!(response.status(), 304, "{header}");
+        assert_eq!(response.text().await?, "");
+    }
+    let stale = app
+        .client
+        .get(&url)
+        .header("If-None-Match", "\"other\"")
+        .send()
+        .await?;
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.text().await?, body);
+    Ok(())
+}

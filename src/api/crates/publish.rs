@@ -32,7 +32,7 @@ use crate::errors::{
 use crate::limits::Count;
 use crate::models::crate_owner::NewCrateOwner;
 use crate::models::krate::NewCrate;
-use crate::models::version::{NewVersion, pick_max_version};
+use crate::models::version::{NewVersion, max_version};
 use crate::models::{Crate, Version, audit, index_file, now};
 use crate::registry::crate_name::CrateName;
 use crate::registry::index::{self, IndexDependency};
@@ -96,7 +96,7 @@ pub async fn publish(
 
     let storage = app.storage.clone();
     let limiter = app.limiter.clone();
-    let (crate_name, version) = app
+    let (crate_name, canonical, version) = app
         .db
         .transaction(move |conn| {
             let now = now();
@@ -105,10 +105,13 @@ pub async fn publish(
             record_publish(conn, &auth, &checked, storage.as_ref(), now)?;
             Ok((
                 checked.name.as_str().to_owned(),
+                checked.name.canonical().to_string(),
                 checked.version.to_string(),
             ))
         })
         .await?;
+    // Committed: this instance serves the new line from now on (the others within a second).
+    app.index_cache.invalidate(&canonical);
     tracing::info!(krate.name = %crate_name, krate.version = %version, "published");
 
     Ok(HttpResponse::Ok().json(json!({
@@ -410,6 +413,7 @@ fn record_publish(
                 created_by: None,
             }
             .insert(conn)?;
+            Crate::set_max_version(conn, krate.id, Some(&c.version.to_string()))?;
             krate
         }
     };
@@ -480,7 +484,7 @@ fn record_publish(
         &crate_key(&krate.canonical_name, &krate.name, &version.num),
         c.tarball.clone(),
     )?;
-    index_file::rebuild(conn, krate.id, &krate.name, now)?;
+    index_file::append(conn, &krate, &version, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });
     if let Authenticated::Trustpub(tp) = auth {
         detail["trustpub"] = tp.publisher_for(krate.id).to_json();
@@ -502,7 +506,9 @@ fn check_dependencies(conn: &mut DbConn, deps: &[IndexDependency]) -> AppResult<
     Ok(())
 }
 
-/// The crate's description, links and keywords follow its highest version.
+/// The crate's description, links and keywords follow its highest version. Whether the new
+/// version is the highest is judged against `crates.max_version` alone, without reading the
+/// crate's other versions (only a crate that has none recorded yet is read once).
 fn update_crate_metadata(
     conn: &mut DbConn,
     krate: &Crate,
@@ -510,12 +516,24 @@ fn update_crate_metadata(
     now: chrono::NaiveDateTime,
 ) -> AppResult<()> {
     use diesel::prelude::*;
-    let mut nums: Vec<(String, bool)> = Version::for_crate(conn, krate.id)?
-        .into_iter()
-        .map(|v| (v.num, v.yanked))
-        .collect();
-    nums.push((c.version.to_string(), false));
-    let is_max = pick_max_version(&nums).is_some_and(|max| max == c.version.to_string());
+    let current = match &krate.max_version {
+        Some(current) => Some(current.clone()),
+        None => max_version(conn, krate.id)?,
+    };
+    // The highest non-yanked version, or the highest of all when every one is yanked: the
+    // new version (not yanked) is the highest unless a higher one is not yanked.
+    let is_max = match current.as_deref() {
+        None => true,
+        Some(num) => match semver::Version::parse(num) {
+            Ok(mut version) if version > c.version => {
+                // Found through the unique index on the number without build metadata.
+                version.build = semver::BuildMetadata::EMPTY;
+                Version::find_no_build(conn, krate.id, &version.to_string())?
+                    .is_some_and(|v| v.yanked)
+            }
+            _ => true,
+        },
+    };
     if is_max {
         diesel::update(crates::table.find(krate.id))
             .set((
@@ -525,11 +543,14 @@ fn update_crate_metadata(
                 crates::repository.eq(c.repository.as_deref()),
                 crates::keywords.eq(&c.keywords),
                 crates::categories.eq(&c.categories),
+                crates::max_version.eq(c.version.to_string()),
                 crates::updated_at.eq(now),
             ))
             .execute(conn)?;
     } else {
-        Crate::touch(conn, krate.id, now)?;
+        diesel::update(crates::table.find(krate.id))
+            .set((crates::max_version.eq(current), crates::updated_at.eq(now)))
+            .execute(conn)?;
     }
     Ok(())
 }

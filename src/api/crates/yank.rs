@@ -5,7 +5,8 @@ use crate::app::App;
 use crate::auth::{Authenticated, RawToken};
 use crate::errors::{AppResult, not_found};
 use crate::models::krate::find_crate;
-use crate::models::{Version, audit, index_file, now};
+use crate::models::version::max_version;
+use crate::models::{Crate, Version, audit, index_file, now};
 use crate::tokens::EndpointScope;
 
 /// `DELETE /api/v1/crates/{name}/{version}/yank`
@@ -33,7 +34,8 @@ async fn set_yanked(
     yanked: bool,
 ) -> AppResult<HttpResponse> {
     let raw = RawToken::from_request(&req)?;
-    app.db
+    let canonical = app
+        .db
         .transaction(move |conn| {
             let now = now();
             let auth = Authenticated::resolve(conn, &raw, now)?;
@@ -45,7 +47,9 @@ async fn set_yanked(
             })?;
             if version.yanked != yanked {
                 Version::set_yanked(conn, version.id, yanked)?;
-                index_file::rebuild(conn, krate.id, &krate.name, now)?;
+                let max = max_version(conn, krate.id)?;
+                Crate::set_max_version(conn, krate.id, max.as_deref())?;
+                index_file::rebuild(conn, &krate, now)?;
                 let action = if yanked { "yank" } else { "unyank" };
                 audit::record(
                     conn,
@@ -56,8 +60,10 @@ async fn set_yanked(
                     now,
                 )?;
             }
-            Ok(())
+            Ok(krate.canonical_name)
         })
         .await?;
+    // Committed: this instance serves the changed line from now on (the others within a second).
+    app.index_cache.invalidate(&canonical);
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }

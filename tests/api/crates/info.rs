@@ -29,3 +29,76 @@ async fn crate_info_lists_versions_newest_first_with_publishers() -> anyhow::Res
     insta::assert_json_snapshot!(body);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_crate_description_follows_its_highest_unyanked_version() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    let publish = |version: &str| {
+        let mut krate = CrateBuilder::new("follows", version);
+        krate.description = Some(format!("as of {version}"));
+        krate
+    };
+    let description = |app: &TestApp| {
+        let app = app.base_url.clone();
+        async move {
+            let body: serde_json::Value = reqwest::get(format!("{app}/api/v1/crates/follows"))
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok((
+                body["crate"]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                body["crate"]["max_version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+        }
+    };
+    app.publish_ok(&token, &publish("2.0.0")).await;
+    app.publish_ok(&token, &publish("1.0.0")).await;
+    assert_eq!(
+        description(&app).await?,
+        ("as of 2.0.0".into(), "2.0.0".into())
+    );
+
+    let response = app
+        .client
+        .delete(app.url("/api/v1/crates/follows/2.0.0/yank"))
+        .header("Authorization", &token)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    // Below the yanked 2.0.0, yet the highest version not yanked: it describes the crate.
+    app.publish_ok(&token, &publish("1.5.0")).await;
+    assert_eq!(
+        description(&app).await?,
+        ("as of 1.5.0".into(), "1.5.0".into())
+    );
+    app.publish_ok(&token, &publish("1.2.0")).await;
+    assert_eq!(
+        description(&app).await?,
+        ("as of 1.5.0".into(), "1.5.0".into())
+    );
+    app.publish_ok(&token, &publish("3.0.0-beta.1+build.7"))
+        .await;
+    assert_eq!(
+        description(&app).await?,
+        (
+            "as of 3.0.0-beta.1+build.7".into(),
+            "3.0.0-beta.1+build.7".into()
+        )
+    );
+    app.publish_ok(&token, &publish("2.5.0")).await;
+    assert_eq!(
+        description(&app).await?,
+        (
+            "as of 3.0.0-beta.1+build.7".into(),
+            "3.0.0-beta.1+build.7".into()
+        )
+    );
+    Ok(())
+}
