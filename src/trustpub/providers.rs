@@ -7,7 +7,7 @@
 //! Generic code names a provider by [`ProviderKind`] and reaches its [`Provider`]
 //! implementation with [`with_provider!`]:
 //!
-//! ```ignore
+//! ```text
 //! let json = with_provider!(kind, P => P::config_json(&config, name));
 //! ```
 
