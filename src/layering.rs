@@ -12,14 +12,6 @@ use std::path::{Path, PathBuf};
 const LOWER: [&str; 4] = ["models", "registry", "trustpub", "services"];
 const WEB_OR_ACTIX: [&str; 4] = ["api", "pages", "actix_web", "actix_session"];
 
-/// Modules below the web layer that still return the web's error type or use `auth` (the
-/// Trusted Publishing token model, which is being reworked separately). The test also fails
-/// when one of them no longer does, so that the exception is removed with the fix.
-const KNOWN_UPWARD: [(&str, &str); 2] = [
-    ("models/trustpub_token.rs", "auth"),
-    ("models/trustpub_token.rs", "errors"),
-];
-
 /// One `.rs` file: its path under `src/` and its module path (`api::crates::owners`).
 struct Source {
     relative: String,
@@ -196,8 +188,7 @@ fn violations(sources: &[Source]) -> Vec<String> {
             _ => continue,
         };
         for name in reached(source) {
-            let known = KNOWN_UPWARD.contains(&(source.relative.as_str(), name.as_str()));
-            if forbidden.contains(&name.as_str()) && !known {
+            if forbidden.contains(&name.as_str()) {
                 let arrow = format!("src/{} -> {name}", source.relative);
                 if !wrong.contains(&arrow) {
                     wrong.push(arrow);
@@ -222,19 +213,6 @@ fn arrows_point_one_way() {
         "modules that import a layer above them (move what both need lower: auth, services, models):\n{}",
         wrong.join("\n")
     );
-}
-
-#[test]
-fn known_exceptions_are_still_needed() {
-    let sources = load(&src());
-    for (file, name) in KNOWN_UPWARD {
-        let source = sources.iter().find(|s| s.relative == file);
-        let still = source.is_some_and(|s| reached(s).iter().any(|n| n == name));
-        assert!(
-            still,
-            "src/{file} no longer reaches `{name}`: remove it from KNOWN_UPWARD"
-        );
-    }
 }
 
 #[test]

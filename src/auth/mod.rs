@@ -14,9 +14,9 @@ use actix_web::http::header;
 use chrono::NaiveDateTime;
 
 use crate::db::DbConn;
-use crate::errors::{AppResult, forbidden};
+use crate::errors::{AppError, AppResult, forbidden, internal};
 use crate::models::audit::Actor;
-use crate::models::trustpub_token::CrateGrant;
+use crate::models::trustpub_token::{self, CrateGrant};
 use crate::models::{ApiToken, Crate, User};
 use crate::services::owners;
 use crate::tokens::{self, EndpointScope};
@@ -114,8 +114,7 @@ impl Authenticated {
     /// Resolves the token. Unknown, revoked and expired tokens are refused alike.
     pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResult<Self> {
         if raw.is_trustpub() {
-            return crate::models::trustpub_token::resolve(conn, raw, now)
-                .map(Authenticated::Trustpub);
+            return resolve_trustpub(conn, raw, now).map(Authenticated::Trustpub);
         }
         let token = ApiToken::by_hash(conn, &raw.hash())?
             .filter(|t| t.is_live(now))
@@ -176,4 +175,39 @@ impl UserAuth {
     pub fn require_owner(&self, conn: &mut DbConn, krate: &Crate) -> AppResult<()> {
         Ok(owners::require_owner(conn, &self.user, krate)?)
     }
+}
+
+/// Resolves a `wharf_tp_` token; expired and deleted tokens are refused alike, and so is a
+/// token revoked for every crate it was minted for.
+fn resolve_trustpub(
+    conn: &mut DbConn,
+    raw: &RawToken,
+    now: NaiveDateTime,
+) -> AppResult<TrustpubAuth> {
+    let token = trustpub_token::live_by_hash(conn, &raw.hash(), now)
+        .map_err(|e| match e {
+            trustpub_token::LiveTokenError::Query(e) => AppError::from(e),
+            record => internal(record),
+        })?
+        .ok_or_else(|| {
+            forbidden("the Trusted Publishing token is invalid, revoked or expired; exchange a new ID token for a fresh one")
+        })?;
+    if !token.crates.values().any(|grant| grant.revoked.is_none()) {
+        let why = token
+            .crates
+            .values()
+            .filter_map(|grant| grant.revoked.as_ref())
+            .max_by_key(|revocation| revocation.at)
+            .map(|revocation| format!(": {revocation}"))
+            .unwrap_or_default();
+        return Err(forbidden(format!(
+            "this Trusted Publishing token may no longer publish any crate{why}. Exchange a fresh ID token from a workflow that is still a trusted publisher"
+        )));
+    }
+    Ok(TrustpubAuth {
+        token_id: token.id,
+        crates: token.crates,
+        publisher: Box::new(token.publisher),
+        actor: token.actor,
+    })
 }

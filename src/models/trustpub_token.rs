@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::auth::{RawToken, TrustpubAuth};
 use crate::db::DbConn;
-use crate::errors::{AppResult, forbidden, internal};
 use crate::schema::{trustpub_token_crates, trustpub_tokens, trustpub_used_jtis};
 use crate::trustpub::{ProviderKind, TrustpubData};
 
@@ -155,11 +153,34 @@ fn grants(rows: Vec<LinkRow>) -> BTreeMap<i64, CrateGrant> {
     grants
 }
 
-/// Resolves a `wharf_tp_` token; expired and deleted tokens are refused alike, and so is a
-/// token revoked for every crate it was minted for.
-pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResult<TrustpubAuth> {
+/// A live (unexpired) token: its CI identity and what it may do with each crate.
+#[derive(Debug)]
+pub struct LiveToken {
+    pub id: i64,
+    pub actor: String,
+    pub publisher: TrustpubData,
+    /// By crate id; a crate whose grant is revoked is still listed, with why.
+    pub crates: BTreeMap<i64, CrateGrant>,
+}
+
+/// Why a live token could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveTokenError {
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("the token's stored publisher record cannot be read: {0}")]
+    Record(#[from] serde_json::Error),
+}
+
+/// The unexpired token whose secret hashes to `token_hash`, if there is one. Deleted and
+/// expired tokens are `None` alike.
+pub fn live_by_hash(
+    conn: &mut DbConn,
+    token_hash: &str,
+    now: NaiveDateTime,
+) -> Result<Option<LiveToken>, LiveTokenError> {
     let row: Option<(i64, String, String)> = trustpub_tokens::table
-        .filter(trustpub_tokens::token_hash.eq(raw.hash()))
+        .filter(trustpub_tokens::token_hash.eq(token_hash))
         .filter(trustpub_tokens::expires_at.gt(now))
         .select((
             trustpub_tokens::id,
@@ -168,11 +189,11 @@ pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResu
         ))
         .first(conn)
         .optional()?;
-    let (token_id, actor, publisher) = row.ok_or_else(|| {
-        forbidden("the Trusted Publishing token is invalid, revoked or expired; exchange a new ID token for a fresh one")
-    })?;
+    let Some((id, actor, publisher)) = row else {
+        return Ok(None);
+    };
     let links = trustpub_token_crates::table
-        .filter(trustpub_token_crates::token_id.eq(token_id))
+        .filter(trustpub_token_crates::token_id.eq(id))
         .select((
             trustpub_token_crates::crate_id,
             trustpub_token_crates::config_id,
@@ -188,25 +209,12 @@ pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResu
         // SQLite write transactions hold the database's write lock already.
         DbConn::Sqlite(_) => links.load(conn)?,
     };
-    let crates = grants(rows);
-    if !crates.values().any(|grant| grant.revoked.is_none()) {
-        let why = crates
-            .values()
-            .filter_map(|grant| grant.revoked.as_ref())
-            .max_by_key(|revocation| revocation.at)
-            .map(|revocation| format!(": {revocation}"))
-            .unwrap_or_default();
-        return Err(forbidden(format!(
-            "this Trusted Publishing token may no longer publish any crate{why}. Exchange a fresh ID token from a workflow that is still a trusted publisher"
-        )));
-    }
-    let publisher: TrustpubData = serde_json::from_str(&publisher).map_err(internal)?;
-    Ok(TrustpubAuth {
-        token_id,
-        crates,
-        publisher: Box::new(publisher),
+    Ok(Some(LiveToken {
+        id,
         actor,
-    })
+        publisher: serde_json::from_str(&publisher)?,
+        crates: grants(rows),
+    }))
 }
 
 /// Revokes (deletes) the token with this hash; true if it existed.
