@@ -422,6 +422,11 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(64)
+        // Below the server's keep-alive of 5 s: a connection idle for that long may be closed
+        // by the server just as the client sends on it, which then fails without an answer
+        // (the HTTP/1.1 keep-alive race, which the soak's slow loops met a few times in 10
+        // minutes). Clients such as cargo retry then; this one drops them first.
+        .pool_idle_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
@@ -441,7 +446,7 @@ async fn send(request: reqwest::RequestBuilder) -> (Outcome, Option<Duration>) {
     let sent = Instant::now();
     let response = match request.send().await {
         Ok(response) => response,
-        Err(error) => return (Outcome::Failed(format!("{error:#}")), None),
+        Err(error) => return (Outcome::Failed(chain(&error)), None),
     };
     let status = response.status();
     match response.bytes().await {
@@ -453,8 +458,23 @@ async fn send(request: reqwest::RequestBuilder) -> (Outcome, Option<Duration>) {
                 None,
             )
         }
-        Err(error) => (Outcome::Failed(format!("{status}, then {error:#}")), None),
+        Err(error) => (
+            Outcome::Failed(format!("{status}, then {}", chain(&error))),
+            None,
+        ),
     }
+}
+
+/// An error with its causes (reqwest's own message names only the URL).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What the loops of one kind of request saw.
@@ -936,7 +956,7 @@ async fn wait_until_up(url: &str) -> anyhow::Result<()> {
 }
 
 /// nginx on 127.0.0.1 as a round-robin load balancer, with keep-alive connections to the
-/// instances, in the foreground.
+/// instances (closed after 4 s idle, before Wharf's 5 s would close them), in the foreground.
 struct Nginx {
     child: Child,
 }
@@ -960,7 +980,7 @@ impl Nginx {
              events {{ worker_connections 2048; }}\n\
              http {{\n  access_log off;\n  client_max_body_size 12m;\n\
                client_body_temp_path {r}/tmp;\n  proxy_temp_path {r}/tmp;\n  fastcgi_temp_path {r}/tmp;\n  uwsgi_temp_path {r}/tmp;\n  scgi_temp_path {r}/tmp;\n\
-               upstream wharf {{\n{servers}    keepalive 64;\n  }}\n\
+               upstream wharf {{\n{servers}    keepalive 64;\n    keepalive_timeout 4s;\n  }}\n\
                server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://wharf;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
         );
         let config_path = root.join("nginx.conf");
