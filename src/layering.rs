@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 /// The modules below the web layer, and what they must not name.
-const LOWER: [&str; 4] = ["models", "registry", "trustpub", "services"];
+const LOWER: [&str; 5] = ["models", "registry", "trustpub", "services", "mail"];
 const WEB_OR_ACTIX: [&str; 4] = ["api", "pages", "actix_web", "actix_session"];
 
 /// One `.rs` file: its path under `src/` and its module path (`api::crates::owners`).
