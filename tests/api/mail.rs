@@ -415,3 +415,74 @@ async fn login_stores_the_primary_verified_address_and_admin_addresses_are_check
     assert!(message.contains("not a valid email address"), "{message}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_row_one_sender_claimed_is_not_claimed_by_another_meanwhile() -> anyhow::Result<()> {
+    // Arrange: a database with five due rows and no server (so no sender of its own).
+    let dir = tempfile::tempdir()?;
+    let url = crate::support::test_database_url(&dir)?;
+    let db = wharf::db::Database::connect(&wharf::config::DatabaseConfig {
+        url: wharf::config::Secret::new(url),
+        pool_size: 2,
+    })?;
+    db.migrate()?;
+    let now = wharf::models::now();
+    db.blocking(|conn| {
+        for n in 0..5 {
+            diesel::insert_into(mail_outbox::table)
+                .values((
+                    mail_outbox::crate_name.eq("contended"),
+                    mail_outbox::recipient.eq(format!("u{n}@example.com")),
+                    mail_outbox::event.eq("{}"),
+                    mail_outbox::created_at.eq(now),
+                    mail_outbox::attempts.eq(0),
+                    mail_outbox::next_attempt_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })?;
+    let until = now + chrono::Duration::minutes(5);
+    let claim = move |conn: &mut wharf::db::DbConn, lease: &str| {
+        wharf::db::write_transaction(conn, |conn| {
+            Ok(wharf::mail::outbox::claim(conn, lease, now, until, 10)?)
+        })
+    };
+
+    // Act: sender A claims and, before it commits, sender B claims too.
+    let mut a = db.dedicated_connection()?;
+    let mut b = db.dedicated_connection()?;
+    let (claimed, started) = std::sync::mpsc::channel();
+    let first = std::thread::spawn(move || {
+        wharf::db::write_transaction(&mut a, |conn| {
+            let rows = wharf::mail::outbox::claim(conn, "a", now, until, 10)?;
+            claimed.send(()).expect("signal");
+            // B is waiting on the rows (PostgreSQL) or the write lock (SQLite) meanwhile.
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(rows)
+        })
+        .map(|rows| rows.len())
+        .map_err(|e| e.detail().to_owned())
+    });
+    started.recv()?;
+    let second = claim(&mut b, "b").map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+    let first = first.join().expect("thread").map_err(anyhow::Error::msg)?;
+
+    // Assert: A holds all five; B, which ran its claim while A's was open, got none.
+    assert_eq!(first, 5);
+    assert_eq!(second.len(), 0, "claimed twice: {second:#?}");
+    // Once the lease runs out, B may take them over (A died).
+    let later = until + chrono::Duration::seconds(1);
+    let taken = wharf::db::write_transaction(&mut db.dedicated_connection()?, |conn| {
+        Ok(wharf::mail::outbox::claim(
+            conn,
+            "b",
+            later,
+            later + chrono::Duration::minutes(5),
+            10,
+        )?)
+    })
+    .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+    assert_eq!(taken.len(), 5);
+    Ok(())
+}
