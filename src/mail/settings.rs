@@ -254,7 +254,7 @@ mod tests {
             ("smtp://mail.example.com/path", "takes no path"),
             ("smtp://:pw@mail.example.com", "no user name"),
         ] {
-            let message = format!("{:#}", parse_smtp_url(url).err().expect(url));
+            let message = format!("{:#}", parse_smtp_url(url).expect_err(url));
             assert!(message.contains(wanted), "{url}: {message}");
             assert!(message.contains("smtp://host:port"), "{url}: {message}");
         }
@@ -270,7 +270,7 @@ mod tests {
         let named = MailSettings::parse(None, Some("Wharf <noreply@example.org>"), &public())?;
         assert_eq!(named.from.email.to_string(), "noreply@example.org");
         let bad = MailSettings::parse(None, Some("not an address"), &public());
-        assert!(format!("{:#}", bad.err().expect("refused")).contains("WHARF_MAIL_FROM"));
+        assert!(format!("{:#}", bad.expect_err("refused")).contains("WHARF_MAIL_FROM"));
         Ok(())
     }
 

@@ -411,7 +411,7 @@ async fn login_stores_the_primary_verified_address_and_admin_addresses_are_check
             admin: false,
         },
     );
-    let message = format!("{:#}", refused.err().expect("refused"));
+    let message = format!("{:#}", refused.expect_err("refused"));
     assert!(message.contains("not a valid email address"), "{message}");
     Ok(())
 }
