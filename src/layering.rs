@@ -1,5 +1,5 @@
 //! Keeps the arrows pointing one way: the domain and the models below (`models`, `registry`,
-//! `trustpub`, `services`) never reach up into the web layer (`api`, `pages`) or actix, and the
+//! `trustpub`, `services`, `mail`) never reach up into the web layer (`api`, `pages`) or actix, and the
 //! two halves of the web layer do not import each other. What both need sits lower (`auth`
 //! for who is calling, `services` for the rules, `errors` for the error type).
 //!

@@ -42,6 +42,7 @@ class Store:
             "to": str(message["To"]),
             "subject": str(message["Subject"]),
             "content_type": message.get_content_type(),
+            "auto_submitted": str(message["Auto-Submitted"]),
             "body": body.get_content() if body is not None else "",
         }
         with self.lock:

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -231,6 +231,7 @@ impl Sender {
             .to(to)
             .subject(rendered.subject)
             .header(ContentType::TEXT_PLAIN)
+            .header(AutoSubmitted)
             .body(rendered.body)
             .map_err(|e| format!("the message cannot be built: {e}"))
     }
@@ -299,6 +300,24 @@ impl Sender {
             Ok(rows) => tracing::info!(rows, "old mail outbox rows deleted"),
             Err(error) => tracing::warn!(error = %error.detail(), "cannot prune the mail outbox"),
         }
+    }
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): vacation responders and the like do not answer.
+#[derive(Clone, Copy)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_owned())
     }
 }
 

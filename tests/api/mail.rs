@@ -173,6 +173,7 @@ async fn owners_hear_of_every_change_with_who_did_it_and_a_link_to_the_settings(
     let settings_link = format!("{}/crates/widget/settings", app.base_url);
     for mail in &mails {
         assert_eq!(mail.content_type, "text/plain");
+        assert_eq!(mail.auto_submitted, "auto-generated");
         assert_eq!(mail.mail_from, "wharf@127.0.0.1");
         assert!(mail.body.contains(&settings_link), "{}", mail.body);
         assert!(mail.body.contains("the crate widget"), "{}", mail.body);
@@ -238,6 +239,17 @@ async fn owners_hear_of_every_change_with_who_did_it_and_a_link_to_the_settings(
             .all(|d| d["login"] == "carol" && d["reason"] == "no email address")
     );
     assert!(skipped.iter().any(|d| d["event"] == "trusted_publish"));
+    // …and visibly, on the settings page's audit log.
+    let page = alice_web.get("/crates/widget/settings").await?;
+    assert!(
+        page.texts("#audit-log tbody tr")
+            .iter()
+            .any(|row| row.contains("mail skipped")
+                && row.contains("login: carol")
+                && row.contains("no email address")),
+        "{}",
+        page.body
+    );
     assert_eq!(metric(&app, "wharf_mail_sent_total"), 16.0);
     assert_eq!(metric(&app, "wharf_mail_outbox_backlog"), 0.0);
     Ok(())

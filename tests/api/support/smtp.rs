@@ -20,6 +20,7 @@ pub struct Mail {
     pub to: String,
     pub subject: String,
     pub content_type: String,
+    pub auto_submitted: String,
     pub body: String,
 }
 
