@@ -208,3 +208,36 @@ pub fn upsert_user(conn: &mut DbConn, gh: &GitHubUser, now: NaiveDateTime) -> Ap
         .insert(conn)?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(email: &str, primary: bool, verified: bool) -> GitHubEmail {
+        GitHubEmail {
+            email: email.to_owned(),
+            primary,
+            verified,
+        }
+    }
+
+    #[test]
+    fn only_the_primary_verified_valid_address_is_taken() {
+        let cases = [
+            (
+                vec![
+                    email("work@example.com", false, true),
+                    email("me@example.com", true, true),
+                ],
+                Some("me@example.com"),
+            ),
+            (vec![email("me@example.com", true, false)], None),
+            (vec![email("other@example.com", false, true)], None),
+            (vec![email("not an address", true, true)], None),
+            (vec![], None),
+        ];
+        for (emails, expected) in cases {
+            assert_eq!(primary_verified(emails).as_deref(), expected);
+        }
+    }
+}

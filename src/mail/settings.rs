@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use lettre::message::Mailbox;
+use lettre::transport::smtp::client::TlsParameters;
 use url::Url;
 
 use crate::config::Secret;
@@ -172,6 +173,13 @@ pub fn parse_smtp_url(value: &str) -> anyhow::Result<SmtpSettings> {
     } else {
         tls
     };
+    // The name TLS checks the server's certificate against: refused now rather than at the
+    // first mail.
+    if let Err(error) = TlsParameters::new(host.clone()) {
+        bail!(
+            "WHARF_SMTP_URL: `{host}` cannot be checked against a TLS certificate ({error}); {SMTP_URL_HELP}"
+        );
+    }
     let port = url.port().unwrap_or(if implicit_tls { 465 } else { 25 });
     Ok(SmtpSettings {
         host,
