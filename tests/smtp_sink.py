@@ -5,7 +5,7 @@
 
 Listens on 127.0.0.1:PORT and stores every message it accepts as one JSON file in DIR:
 the envelope (mail_from, rcpt_tos) and the parsed message (from, to, subject, the decoded
-plain-text body, the raw headers). Prints `ready` once listening; runs until SIGTERM/SIGINT.
+plain-text body). Recipients at `rejected.example` are refused with 550 (a permanent error). Prints `ready` once listening; runs until SIGTERM/SIGINT.
 Exits with an error when aiosmtpd is not installed: the tests then fail, never skip.
 """
 
@@ -31,6 +31,13 @@ class Store:
     def __init__(self, directory):
         self.directory = directory
         self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # A recipient the server refuses for good, as for an unknown user.
+        if address.endswith("@rejected.example"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)

@@ -329,6 +329,43 @@ async fn a_mail_server_that_is_down_loses_nothing_and_nothing_arrives_twice() ->
 }
 
 #[tokio::test]
+async fn a_recipient_the_server_refuses_for_good_is_given_up_and_the_others_delivered()
+-> anyhow::Result<()> {
+    let sink = SmtpSink::start().await?;
+    let app = TestApp::builder().smtp(&sink).spawn().await;
+    user_with_email(&app, "alice", Some("alice@example.com"));
+    user_with_email(&app, "ghost", Some("ghost@rejected.example"));
+    let alice = app.token("alice");
+    app.publish_ok(&alice, &CrateBuilder::new("bounced", "1.0.0"))
+        .await;
+
+    change_owners(&app, &alice, "bounced", true, "ghost").await;
+
+    let mails = sink.wait_for(1).await?;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].rcpt_tos, ["alice@example.com"]);
+    eventually("the refused mail is given up", || {
+        Ok(metric(&app, "wharf_mail_failures_total{outcome=\"given_up\"}") == 1.0)
+    })
+    .await?;
+    let (attempts, error) = app.app.db.blocking(|conn| {
+        Ok(mail_outbox::table
+            .filter(mail_outbox::recipient.eq("ghost@rejected.example"))
+            .filter(mail_outbox::failed_at.is_not_null())
+            .select((mail_outbox::attempts, mail_outbox::last_error))
+            .first::<(i32, Option<String>)>(conn)?)
+    })?;
+    assert_eq!(attempts, 3, "tried three times before giving up");
+    assert!(error.unwrap_or_default().contains("No such user"));
+    assert_eq!(
+        metric(&app, "wharf_mail_failures_total{outcome=\"retry\"}"),
+        2.0
+    );
+    assert_eq!(metric(&app, "wharf_mail_outbox_backlog"), 0.0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn two_instances_on_one_database_deliver_each_mail_once() -> anyhow::Result<()> {
     // Arrange: two instances sharing a database, both sending to one server, which is down
     // while the mail piles up, so that both senders find it at once when it returns.
