@@ -27,6 +27,8 @@ command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 # The object-storage tests run against moto's S3 server, a Python package from PyPI.
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The mail tests run a real SMTP server on loopback: aiosmtpd, a Python package from PyPI.
+python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 # The full-disk test mounts a small tmpfs, which needs root.
 [ "$(id -u)" = 0 ] || echo "warning: not root: the full-disk test (it mounts a tmpfs) will fail" >&2
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -39,6 +41,14 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+
+# --- aiosmtpd for the mail tests (tests/smtp_sink.py) -------------------------------------
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd"
+  # Debian marks its Python as externally managed; pip then needs --break-system-packages.
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd
 fi
 
 # --- a throwaway PostgreSQL on 127.0.0.1 ------------------------------------------------

@@ -206,6 +206,11 @@ pub fn add_user(db: &Database, args: &UserAdd) -> anyhow::Result<User> {
             args.login
         );
     }
+    if let Some(email) = &args.email
+        && email.parse::<lettre::Address>().is_err()
+    {
+        bail!("`{email}` is not a valid email address (such as alice@example.com)");
+    }
     db.blocking(|conn| {
         if User::by_login(conn, &args.login)?.is_some() {
             return Err(crate::errors::conflict(format!(

@@ -68,6 +68,8 @@ const KEYS: &[&str] = &[
     "rate_limit_exchanges_per_publisher",
     "trusted_proxies",
     "metrics_bind",
+    "smtp_url",
+    "mail_from",
     "log",
     "log_format",
     "dev_mode",
@@ -96,6 +98,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// A separate listener for Prometheus text at `/metrics`; `None`: no metrics listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// Notification mail (`WHARF_SMTP_URL`, `WHARF_MAIL_FROM`).
+    pub mail: crate::mail::MailSettings,
     pub log: LogConfig,
 }
 
@@ -266,6 +270,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("rate_limits", &self.rate_limits)
             .field("metrics_bind", &self.metrics_bind)
+            .field("mail", &self.mail)
             .field(
                 "required_metadata",
                 &self
@@ -565,6 +570,12 @@ impl Config {
             );
         }
 
+        let mail = crate::mail::MailSettings::parse(
+            raw.get("smtp_url"),
+            raw.get("mail_from"),
+            &public_url,
+        )?;
+
         let log = LogConfig {
             filter: raw.get("log").unwrap_or("info").to_owned(),
             json: match raw.get("log_format") {
@@ -597,6 +608,7 @@ impl Config {
             required_metadata,
             rate_limits,
             metrics_bind,
+            mail,
             log,
         })
     }

@@ -47,6 +47,28 @@ pub struct Database {
     url: String,
     /// On SQLite, write transactions of this process take turns here before `BEGIN IMMEDIATE`.
     sqlite_writer: Arc<Mutex<()>>,
+    /// Woken after a transaction that wrote to the mail outbox commits (see
+    /// [`note_outbox_write`]), so this process's mail sender starts at once.
+    outbox_wake: Arc<tokio::sync::Notify>,
+}
+
+thread_local! {
+    /// Set by [`note_outbox_write`] during a write transaction on this (blocking-pool) thread.
+    static OUTBOX_WRITTEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes that the current transaction wrote mail to the outbox: once it commits,
+/// [`Database::outbox_wake`] is notified (not before, so the sender never looks too early).
+pub fn note_outbox_write() {
+    OUTBOX_WRITTEN.with(|written| written.set(true));
+}
+
+/// Clears the note of [`note_outbox_write`] at a transaction's start; at its end, tells the
+/// sender when the transaction committed and wrote mail.
+fn outbox_written_by<T, E>(wake: &tokio::sync::Notify, result: &Result<T, E>) {
+    if OUTBOX_WRITTEN.with(|written| written.replace(false)) && result.is_ok() {
+        wake.notify_one();
+    }
 }
 
 #[derive(Debug)]
@@ -109,6 +131,7 @@ impl Database {
             pool,
             url: connection_url,
             sqlite_writer: Arc::new(Mutex::new(())),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -122,6 +145,11 @@ impl Database {
                 .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
             Ok(DbConn::Sqlite(conn))
         }
+    }
+
+    /// Notified each time a transaction that enqueued mail has committed.
+    pub fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_wake.clone()
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -203,11 +231,15 @@ impl Database {
         T: Send + 'static,
     {
         let writer = (!self.is_postgres()).then(|| self.sqlite_writer.clone());
+        let wake = self.outbox_wake.clone();
         self.run(move |conn| {
             let _turn = writer
                 .as_ref()
                 .map(|writer| writer.lock().unwrap_or_else(PoisonError::into_inner));
-            write_transaction(conn, f)
+            OUTBOX_WRITTEN.with(|written| written.set(false));
+            let result = write_transaction(conn, f);
+            outbox_written_by(&wake, &result);
+            result
         })
         .await
     }
@@ -222,9 +254,13 @@ impl Database {
         E: From<AppError> + From<diesel::result::Error> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let wake = self.outbox_wake.clone();
         actix_web::web::block(move || {
             let mut conn = pool.get().map_err(AppError::from)?;
-            write_transaction_with(&mut conn, f)
+            OUTBOX_WRITTEN.with(|written| written.set(false));
+            let result = write_transaction_with(&mut conn, f);
+            outbox_written_by(&wake, &result);
+            result
         })
         .await
         .map_err(AppError::from)?

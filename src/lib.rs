@@ -17,6 +17,7 @@ pub mod index_cache;
 #[cfg(test)]
 mod layering;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod models;
 pub mod oauth;

@@ -16,6 +16,8 @@
 //! | `wharf_exchanges_total` | `provider` (`unknown` before the token is verified), `outcome` (`ok`, `refused`, `error`), `reason` |
 //! | `wharf_rate_limited_total` | `action` |
 //! | `wharf_db_pool_connections`, `wharf_db_pool_idle_connections`, `wharf_db_pool_max_connections` | |
+//! | `wharf_mail_sent_total`, `wharf_mail_failures_total` (failed attempts; `outcome`: `retry`, `given_up`) | |
+//! | `wharf_mail_outbox_backlog`, `wharf_mail_outbox_oldest_age_seconds` (read at scrape time) | |
 //! | `wharf_build_info` | `version` |
 
 use std::net::TcpListener;
@@ -144,6 +146,13 @@ pub struct Metrics {
     publishes: Family<PublishLabels, Counter>,
     exchanges: Family<ExchangeLabels, Counter>,
     rate_limited: Family<ActionLabels, Counter>,
+    mail_sent: Counter,
+    mail_failures: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -216,8 +225,26 @@ impl Metrics {
             "The running Wharf's version (always 1)",
             build,
         );
+        let mail_sent = Counter::default();
+        registry.register(
+            "mail_sent",
+            "Notification mails the SMTP server accepted",
+            mail_sent.clone(),
+        );
+        let mail_failures = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "mail_failures",
+            "Failed attempts to send a notification mail, by what followed (retry later, or given up)",
+            mail_failures.clone(),
+        );
+        for outcome in ["retry", "given_up"] {
+            drop(mail_failures.get_or_create(&OutcomeLabels { outcome }));
+        }
         registry.register_collector(Box::new(PoolCollector { db: db.clone() }));
+        registry.register_collector(Box::new(OutboxCollector { db: db.clone() }));
         Self {
+            mail_sent,
+            mail_failures,
             registry,
             requests,
             latency,
@@ -308,6 +335,18 @@ impl Metrics {
         }
     }
 
+    pub fn mail_sent(&self) {
+        self.mail_sent.inc();
+    }
+
+    /// A failed attempt to send a mail; `given_up`: it is not tried again.
+    pub fn mail_failed(&self, given_up: bool) {
+        let outcome = if given_up { "given_up" } else { "retry" };
+        self.mail_failures
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     /// Both of the above, for a step outside the exchange transaction.
     pub fn exchange_failed(&self, provider: &str, error: &AppError, reason: ExchangeReason) {
         self.exchange_refused_by(provider, error, reason);
@@ -347,6 +386,54 @@ impl Collector for PoolCollector {
             ),
         ] {
             let gauge = ConstGauge::new(i64::from(value));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// The mail outbox's backlog, read from the database at each scrape (which runs on the
+/// blocking pool): rows not delivered yet, and the age of the oldest. A scrape that cannot
+/// read the database leaves both out (the pool gauges still show it).
+struct OutboxCollector {
+    db: Database,
+}
+
+impl std::fmt::Debug for OutboxCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutboxCollector")
+    }
+}
+
+impl Collector for OutboxCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let backlog = self
+            .db
+            .blocking(|conn| Ok(crate::mail::outbox::backlog(conn)?));
+        let (rows, oldest) = match backlog {
+            Ok(backlog) => backlog,
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot read the mail outbox backlog");
+                return Ok(());
+            }
+        };
+        let age = oldest.map_or(0, |oldest| {
+            (crate::models::now() - oldest).num_seconds().max(0)
+        });
+        for (name, help, value) in [
+            (
+                "mail_outbox_backlog",
+                "Notification mails written to the outbox and not delivered yet",
+                rows,
+            ),
+            (
+                "mail_outbox_oldest_age_seconds",
+                "Age of the oldest notification mail not delivered yet (0 when none waits)",
+                age,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value);
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
         }

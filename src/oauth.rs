@@ -43,7 +43,21 @@ pub struct GitHubUser {
     pub login: String,
     pub name: Option<String>,
     pub avatar_url: Option<String>,
+    /// The primary, verified address from `/user/emails` (never the profile's).
+    #[serde(skip)]
     pub email: Option<String>,
+    /// Whether `/user/emails` answered (else the stored address is kept).
+    #[serde(skip)]
+    pub emails_read: bool,
+}
+
+/// The primary address, if GitHub has verified it and it is a valid address.
+fn primary_verified(emails: Vec<GitHubEmail>) -> Option<String> {
+    emails
+        .into_iter()
+        .find(|e| e.primary && e.verified)
+        .map(|e| e.email)
+        .filter(|e| e.parse::<lettre::Address>().is_ok())
 }
 
 #[derive(Deserialize)]
@@ -106,15 +120,18 @@ pub async fn finish(
     let mut user: GitHubUser = github_get(http, &format!("{api}/user"), access_token)
         .await
         .context("cannot read the GitHub user")?;
-    if user.email.is_none() {
-        // Optional: a failure here leaves the email empty.
-        if let Ok(emails) =
-            github_get::<Vec<GitHubEmail>>(http, &format!("{api}/user/emails"), access_token).await
-        {
-            user.email = emails
-                .into_iter()
-                .find(|e| e.primary && e.verified)
-                .map(|e| e.email);
+    // The address notification mail goes to: the primary, verified one, read at every login
+    // (the profile's public email may be unverified or absent). If GitHub does not answer, the
+    // address stored before is kept.
+    user.email = None;
+    user.emails_read = false;
+    match github_get::<Vec<GitHubEmail>>(http, &format!("{api}/user/emails"), access_token).await {
+        Ok(emails) => {
+            user.email = primary_verified(emails);
+            user.emails_read = true;
+        }
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "cannot read the GitHub user's emails")
         }
     }
     Ok(user)
@@ -168,7 +185,11 @@ pub fn upsert_user(conn: &mut DbConn, gh: &GitHubUser, now: NaiveDateTime) -> Ap
                     users::github_id.eq(gh.id),
                     users::name.eq(gh.name.as_deref()),
                     users::avatar_url.eq(gh.avatar_url.as_deref()),
-                    users::email.eq(gh.email.as_deref().or(user.email.as_deref())),
+                    users::email.eq(if gh.emails_read {
+                        gh.email.as_deref()
+                    } else {
+                        user.email.as_deref()
+                    }),
                     users::updated_at.eq(now),
                 ))
                 .execute(conn)?;
@@ -185,5 +206,38 @@ pub fn upsert_user(conn: &mut DbConn, gh: &GitHubUser, now: NaiveDateTime) -> Ap
             updated_at: now,
         }
         .insert(conn)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(email: &str, primary: bool, verified: bool) -> GitHubEmail {
+        GitHubEmail {
+            email: email.to_owned(),
+            primary,
+            verified,
+        }
+    }
+
+    #[test]
+    fn only_the_primary_verified_valid_address_is_taken() {
+        let cases = [
+            (
+                vec![
+                    email("work@example.com", false, true),
+                    email("me@example.com", true, true),
+                ],
+                Some("me@example.com"),
+            ),
+            (vec![email("me@example.com", true, false)], None),
+            (vec![email("other@example.com", false, true)], None),
+            (vec![email("not an address", true, true)], None),
+            (vec![], None),
+        ];
+        for (emails, expected) in cases {
+            assert_eq!(primary_verified(emails).as_deref(), expected);
+        }
     }
 }

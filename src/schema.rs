@@ -66,6 +66,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    mail_outbox (id) {
+        id -> BigInt,
+        crate_name -> Text,
+        recipient_user_id -> Nullable<BigInt>,
+        recipient -> Text,
+        event -> Text,
+        created_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     rate_limits (action, subject) {
         action -> Text,
         subject -> Text,
@@ -126,6 +144,7 @@ diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(crate_audit_log -> crates (crate_id));
 diesel::joinable!(crate_owners -> crates (crate_id));
 diesel::joinable!(index_files -> crates (crate_id));
+diesel::joinable!(mail_outbox -> users (recipient_user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(versions -> crates (crate_id));
 
@@ -214,6 +233,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     crate_owners,
     crates,
     index_files,
+    mail_outbox,
     rate_limits,
     sessions,
     trustpub_buildkite_configs,

@@ -80,9 +80,18 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to 30 s). Meanwhile
     /// expired Trusted Publishing tokens, used `jti`s, expired sessions and ended rate-limit
     /// windows are deleted every few minutes (on every instance; the deletes are idempotent).
-    /// The metrics listener, if any, serves alongside and stops after the main server.
+    /// The metrics listener, if any, serves alongside and stops after the main server. The
+    /// mail sender delivers the outbox meanwhile, and stops after the server has drained
+    /// (finishing the message it is sending).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let cleaner = tokio::spawn(clean_up_periodically(self.app.clone()));
+        let mail = crate::mail::sender::spawn(
+            self.app.db.clone(),
+            self.app.config.mail.clone(),
+            self.app.config.base_url().to_owned(),
+            self.app.metrics.clone(),
+        )
+        .map_err(std::io::Error::other)?;
         // Without the cache there is nothing to keep in step.
         let watcher = if self.app.config.limits.index_cache_size > 0 {
             Some(crate::index_cache::watcher::spawn(
@@ -98,6 +107,7 @@ impl Application {
         });
         let result = self.server.await;
         cleaner.abort();
+        mail.stop().await;
         // Stops the watcher's thread (within a fraction of a second).
         drop(watcher);
         if let Some((handle, task)) = metrics {

@@ -1,4 +1,5 @@
-//! Crate owners: who may change them, adding and removing them (each change audit-logged), and
+//! Crate owners: who may change them, adding and removing them (each change audit-logged and
+//! mailed to the owners, the removed one included), and
 //! the rule that a crate keeps at least one owner. Called by `PUT`/`DELETE
 //! /api/v1/crates/{name}/owners` and the crate settings page.
 
@@ -6,6 +7,7 @@ use chrono::NaiveDateTime;
 use serde_json::json;
 
 use crate::db::{DbConn, is_unique_violation};
+use crate::mail::{MailEvent, outbox::notify_owners};
 use crate::models::audit::{self, Actor};
 use crate::models::crate_owner::{self, NewCrateOwner};
 use crate::models::krate::{FindCrateError, find_crate};
@@ -137,6 +139,11 @@ pub fn add(
             json!({ "login": target.login }),
             now,
         )?;
+        let event = MailEvent::OwnerAdded {
+            by: by.login.clone(),
+            login: target.login.clone(),
+        };
+        notify_owners(conn, krate, &Actor::user(by), &event, None, now)?;
         added.push(target.login);
     }
     Ok(added)
@@ -171,6 +178,11 @@ pub fn remove(
             json!({ "login": target.login }),
             now,
         )?;
+        let event = MailEvent::OwnerRemoved {
+            by: by.login.clone(),
+            login: target.login.clone(),
+        };
+        notify_owners(conn, krate, &Actor::user(by), &event, Some(&target), now)?;
         removed.push(target.login);
     }
     if crate_owner::owners(conn, krate.id)?.is_empty() {

@@ -3,13 +3,15 @@
 //! the config), the crate's exchanged tokens, and "require Trusted Publishing". Shared by the
 //! JSON API (`api::trustpub`) and the settings pages, so the rules live in one place. Generic
 //! over the [`Provider`]: nothing here names one. Every change is authorised against current
-//! ownership and written to the crate's audit log in the same transaction.
+//! ownership, and written to the crate's audit log and mailed to its owners (through the
+//! outbox, [`crate::mail`]) in the same transaction.
 
 use serde_json::json;
 
 use crate::app::App;
 use crate::db::DbConn;
 use crate::errors::{AppError, AppResult, bad_request, forbidden, not_found, service_unavailable};
+use crate::mail::{MailEvent, outbox::notify_owners};
 use crate::models::audit::{self, Actor};
 use crate::models::trustpub_token::{self, ExchangedToken};
 use crate::models::{Crate, User, now};
@@ -145,6 +147,12 @@ pub async fn create<P: Provider>(
                 P::config_json(&config, &krate.name),
                 now,
             )?;
+            let event = MailEvent::PublisherAdded {
+                by: user.login.clone(),
+                provider: P::LABEL.to_owned(),
+                config: P::describe(&config),
+            };
+            notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
             Ok((krate, config))
         })
         .await?;
@@ -183,6 +191,13 @@ pub async fn delete<P: Provider>(app: &App, user: User, id: i64) -> AppResult<us
                 detail,
                 now,
             )?;
+            let event = MailEvent::PublisherRemoved {
+                by: user.login.clone(),
+                provider: P::LABEL.to_owned(),
+                config: P::describe(&config),
+                revoked_tokens: revoked,
+            };
+            notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
             Ok(revoked)
         })
         .await
@@ -267,6 +282,13 @@ pub async fn revoke_exchanged_token(
                 }),
                 now,
             )?;
+            let event = MailEvent::TokenRevoked {
+                by: user.login.clone(),
+                token_actor: token.actor.clone(),
+                workflow: token.workflow(),
+                run_url: token.run_url().map(str::to_owned),
+            };
+            notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
             Ok((krate, token))
         })
         .await
@@ -347,6 +369,11 @@ pub async fn set_trustpub_only(
                     json!({ "trustpub_only": value }),
                     now(),
                 )?;
+                let event = MailEvent::TrustpubOnlyChanged {
+                    by: user.login.clone(),
+                    enabled: value,
+                };
+                notify_owners(conn, &krate, &actor(&user), &event, None, now())?;
             }
             Ok(Crate::by_id(conn, krate.id)?)
         })

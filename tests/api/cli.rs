@@ -184,6 +184,73 @@ fn an_unknown_required_metadata_field_stops_the_server_at_start() -> anyhow::Res
     Ok(())
 }
 
+#[test]
+fn bad_mail_settings_stop_the_server_at_start_and_bad_addresses_are_refused() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    for (variable, value, expected) in [
+        (
+            "WHARF_SMTP_URL",
+            "mail.example.com",
+            "WHARF_SMTP_URL is not a URL; use smtp://host:port or smtps://user:password@host:port",
+        ),
+        (
+            "WHARF_SMTP_URL",
+            "imap://mail.example.com",
+            "WHARF_SMTP_URL: the scheme `imap` is not supported",
+        ),
+        (
+            "WHARF_MAIL_FROM",
+            "wharf at example",
+            "WHARF_MAIL_FROM: `wharf at example` is not an email address",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("serve")
+            .env("WHARF_BIND", "127.0.0.1:0")
+            .env("WHARF_DATA_DIR", dir.path())
+            .env_remove("WHARF_DATABASE_URL")
+            .env(variable, value)
+            .output()?;
+        assert!(!out.status.success(), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{variable}={value}: {stderr}");
+    }
+    let out = wharf(
+        dir.path(),
+        &[
+            "admin",
+            "user",
+            "add",
+            "alice",
+            "--email",
+            "alice(at)example",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`alice(at)example` is not a valid email address")
+    );
+    let out = wharf(
+        dir.path(),
+        &[
+            "admin",
+            "user",
+            "add",
+            "alice",
+            "--email",
+            "alice@example.com",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn logs_written_to_a_pipe_carry_no_colour_codes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

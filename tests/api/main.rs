@@ -16,6 +16,7 @@ mod health;
 mod http;
 mod index;
 mod limits;
+mod mail;
 mod metrics;
 mod pages;
 mod s3;

@@ -490,6 +490,10 @@ fn record_publish(
         detail["trustpub"] = tp.publisher_for(krate.id).to_json();
     }
     audit::record(conn, krate.id, &auth.actor(), "publish", detail, now)?;
+    if let Authenticated::Trustpub(tp) = auth {
+        let event = crate::mail::MailEvent::trusted_publish(&tp.actor, &version.num, &tp.publisher);
+        crate::mail::outbox::notify_owners(conn, &krate, &auth.actor(), &event, None, now)?;
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod nginx;
 pub mod process;
 pub mod raw_http;
 pub mod s3;
+pub mod smtp;
 pub mod tmpfs;
 pub mod web_client;
 
@@ -56,6 +57,8 @@ pub struct TestAppBuilder {
     /// Another instance whose database and storage this one shares.
     shared_database: Option<(String, StorageConfig)>,
     storage: TestStorage,
+    /// Mail retried and polled within a fraction of a second (see [`TestAppBuilder::smtp`]).
+    fast_mail: bool,
 }
 
 /// Where a test server keeps crate files.
@@ -74,6 +77,7 @@ impl TestApp {
             settings: RawSettings::default(),
             shared_database: None,
             storage: TestStorage::Default,
+            fast_mail: false,
         }
     }
 
@@ -379,6 +383,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// Sends notification mail to `sink`, retrying and polling every fraction of a second
+    /// (instead of from 30 s and every 10 s), so tests of a server that goes down and returns
+    /// take seconds.
+    pub fn smtp(mut self, sink: &smtp::SmtpSink) -> Self {
+        self.settings.set("smtp_url", sink.url());
+        self.fast_mail = true;
+        self
+    }
+
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
         self.settings.set(key, value);
         self
@@ -418,7 +431,14 @@ impl TestAppBuilder {
             }
         }
         self.settings.set("database_pool_size", "4");
-        let config = Config::from_settings(&self.settings).expect("config");
+        let mut config = Config::from_settings(&self.settings).expect("config");
+        if self.fast_mail {
+            let mail = &mut config.mail;
+            mail.retry_base = std::time::Duration::from_millis(100);
+            mail.retry_cap = std::time::Duration::from_millis(400);
+            mail.poll_interval = std::time::Duration::from_millis(200);
+            mail.send_timeout = std::time::Duration::from_secs(5);
+        }
         let application = Application::build(config).expect("build app");
         let port = application.port();
         let metrics_port = application.metrics_port();
