@@ -210,8 +210,9 @@ pub struct GitHubInput {
     pub workflow_filename: String,
     #[serde(default)]
     pub environment: Option<String>,
-    /// Looked up through the GitHub API before the config is stored.
-    #[serde(skip)]
+    /// Looked up through the GitHub API before the config is stored (whatever a request
+    /// body says is overwritten by the look-up); kept in a pending config's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_owner_id: Option<i64>,
 }
 
@@ -363,6 +364,26 @@ impl Provider for GitHub {
                 .eq_ignore_ascii_case(&input.repository_name)
             && c.workflow_filename == input.workflow_filename
             && eq_optional_ignore_case(c.environment.as_deref(), input.environment.as_deref())
+    }
+
+    fn pending_config(
+        id: i64,
+        input: &GitHubInput,
+        created_by: i64,
+        created_at: NaiveDateTime,
+    ) -> GitHubConfig {
+        GitHubConfig {
+            id,
+            crate_id: 0,
+            repository_owner: input.repository_owner.clone(),
+            // Looked up before a pending config is stored; 0 (no account) matches nothing.
+            repository_owner_id: input.repository_owner_id.unwrap_or(0),
+            repository_name: input.repository_name.clone(),
+            workflow_filename: input.workflow_filename.clone(),
+            environment: input.environment.clone(),
+            created_at,
+            created_by: Some(created_by),
+        }
     }
 
     fn config_id(config: &GitHubConfig) -> i64 {
