@@ -155,6 +155,7 @@ diesel::table! {
         environment -> Nullable<Text>,
         created_at -> Timestamp,
         created_by -> Nullable<BigInt>,
+        reusable_workflow -> Nullable<Text>,
     }
 }
 

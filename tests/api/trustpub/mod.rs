@@ -3,5 +3,6 @@ mod configs;
 mod e2e;
 mod exchange;
 mod pending;
+mod reusable;
 mod scopes;
 mod verify;
