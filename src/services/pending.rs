@@ -280,6 +280,31 @@ pub fn candidates<P: Provider>(
     Ok(candidates)
 }
 
+/// Refuses an exchange whose ID token matches pending configs of more than one user for the
+/// same crate name (`row_ids`: the matched pending configs). Anyone may add a pending config
+/// naming any repository; were the first one simply taken, a stranger's pending config naming
+/// your repository could make your own first publish create the crate with the stranger as
+/// its owner. Fail closed instead: nobody's is used until the others are removed.
+pub fn check_unambiguous(conn: &mut DbConn, row_ids: &[i64], now: NaiveDateTime) -> AppResult<()> {
+    let mut creators: Vec<(String, String, i64)> = Vec::new();
+    for id in row_ids {
+        if let Some(p) = pending_config::unexpired_by_id(conn, *id, now)? {
+            creators.push((p.canonical_name, p.crate_name, p.created_by));
+        }
+    }
+    for (canonical, name, creator) in &creators {
+        if creators
+            .iter()
+            .any(|(c, _, other)| c == canonical && other != creator)
+        {
+            return Err(bad_request(format!(
+                "This ID token matches pending publishers for `{name}` added by different users, so none of them is used: whoever publishes first would own the crate. The users who did not mean to trust this workflow should remove their pending publishers for `{name}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The message for an ID token that matches only void pending configs.
 pub fn void_message(subject: &str, crate_names: &[String]) -> String {
     let names = crate_names

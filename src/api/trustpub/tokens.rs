@@ -73,6 +73,10 @@ pub async fn exchange(
             let (pending, matches): (Vec<Match>, Vec<Match>) = matches
                 .into_iter()
                 .partition(|m| pending::row_id(m.publisher_id).is_some());
+            let pending_rows: Vec<i64> =
+                pending.iter().filter_map(|m| pending::row_id(m.publisher_id)).collect();
+            pending::check_unambiguous(conn, &pending_rows, now)
+                .inspect_err(|e| metrics.exchange_refused_by(provider, e, Reason::NoMatch))?;
             let claims_json = with_claims!(&identity.claims, P, claims => {
                 for m in &matches {
                     P::record_use(conn, m.publisher_id, claims)?;

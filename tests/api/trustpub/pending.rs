@@ -436,3 +436,46 @@ async fn expired_pending_publishers_match_nothing_and_are_cleaned_up() -> anyhow
     assert_eq!(removed, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_strangers_pending_publisher_for_your_repository_blocks_instead_of_taking_the_crate()
+-> anyhow::Result<()> {
+    let (idp, app) = setup().await;
+    let eve = app.token("eve");
+    let bob = app.token("bob");
+    let (status, body) = add_pending(&app, &eve, "bobs-crate", fake_idp::GITHUB_WORKFLOW).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = add_pending(&app, &bob, "bobs-crate", fake_idp::GITHUB_WORKFLOW).await;
+    assert_eq!(status, 200, "{body}");
+    let jwt = github_jwt(&idp, &app, fake_idp::GITHUB_WORKFLOW);
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 400, "{body}");
+    insta::assert_snapshot!("ambiguous", detail(&body).to_owned());
+
+    // Once eve's is gone, bob's job publishes, and the crate is bob's. (The failed exchange
+    // did not use up the ID token.)
+    let id = body_id(&app, &eve, "bobs-crate").await;
+    let removed = app
+        .client
+        .delete(app.url(&format!("/api/v1/trusted_publishing/github_configs/{id}")))
+        .header("Authorization", &eve)
+        .send()
+        .await?;
+    assert_eq!(removed.status(), 204);
+    let token = exchange_ok(&app, &jwt).await;
+    app.publish_ok(&token, &CrateBuilder::new("bobs-crate", "1.0.0"))
+        .await;
+    assert_eq!(owners(&app, "bobs-crate").await, ["bob"]);
+    Ok(())
+}
+
+/// The id of `token`'s user's first pending GitHub config for `krate`.
+async fn body_id(app: &TestApp, token: &str, krate: &str) -> i64 {
+    let (_, list) = get(
+        app,
+        &format!("/api/v1/trusted_publishing/github_configs?crate={krate}"),
+        token,
+    )
+    .await;
+    list["github_configs"][0]["id"].as_i64().unwrap_or(0)
+}
