@@ -479,3 +479,28 @@ async fn body_id(app: &TestApp, token: &str, krate: &str) -> i64 {
     .await;
     list["github_configs"][0]["id"].as_i64().unwrap_or(0)
 }
+
+#[tokio::test]
+async fn removing_a_pending_publisher_takes_the_right_away_from_tokens_minted_through_it()
+-> anyhow::Result<()> {
+    let (idp, app) = setup().await;
+    let alice = app.token("alice");
+    let (status, body) = add_pending(&app, &alice, "withdrawn", fake_idp::GITHUB_WORKFLOW).await;
+    assert_eq!(status, 200, "{body}");
+    let token = exchange_ok(&app, &github_jwt(&idp, &app, fake_idp::GITHUB_WORKFLOW)).await;
+    let id = body_id(&app, &alice, "withdrawn").await;
+    let removed = app
+        .client
+        .delete(app.url(&format!("/api/v1/trusted_publishing/github_configs/{id}")))
+        .header("Authorization", &alice)
+        .send()
+        .await?;
+    assert_eq!(removed.status(), 204);
+    let response = app
+        .publish(&token, &CrateBuilder::new("withdrawn", "1.0.0"))
+        .await;
+    assert_eq!(response.status(), 403);
+    let (status, _) = app.get_json("/api/v1/crates/withdrawn").await;
+    assert_eq!(status, 404, "nothing was created");
+    Ok(())
+}
