@@ -19,6 +19,9 @@ use crate::trustpub::ProviderKind;
 
 /// The longest lifetime an exchanged Trusted Publishing token may be given.
 pub const MAX_TRUSTPUB_TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+/// `WHARF_PENDING_PUBLISHER_TTL` when unset: 30 days.
+pub const DEFAULT_PENDING_PUBLISHER_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub const MAX_PENDING_PUBLISHER_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The longest a login may last.
 pub const MAX_SESSION_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -55,6 +58,7 @@ const KEYS: &[&str] = &[
     "github_api_url",
     "trustpub_audience",
     "trustpub_token_ttl",
+    "pending_publisher_ttl",
     "max_crate_size",
     "max_unpacked_size",
     "max_concurrent_publishes",
@@ -189,6 +193,9 @@ pub struct TrustpubConfig {
     /// ([`crate::trustpub::ProviderKind::issuer_setting`]).
     pub issuers: BTreeMap<ProviderKind, Vec<String>>,
     pub token_ttl: Duration,
+    /// How long a pending publisher (a config for a crate that does not exist yet) waits for
+    /// its first publish.
+    pub pending_ttl: Duration,
 }
 
 impl TrustpubConfig {
@@ -503,6 +510,15 @@ impl Config {
         if token_ttl > MAX_TRUSTPUB_TOKEN_TTL || token_ttl < Duration::from_secs(60) {
             bail!("WHARF_TRUSTPUB_TOKEN_TTL must be between 1m and 6h");
         }
+        let pending_ttl = match raw.get("pending_publisher_ttl") {
+            Some(ttl) => humantime::parse_duration(ttl).with_context(|| {
+                format!("WHARF_PENDING_PUBLISHER_TTL: `{ttl}` is not a duration such as 30d")
+            })?,
+            None => DEFAULT_PENDING_PUBLISHER_TTL,
+        };
+        if pending_ttl > MAX_PENDING_PUBLISHER_TTL || pending_ttl < Duration::from_secs(60) {
+            bail!("WHARF_PENDING_PUBLISHER_TTL must be between 1m and 365d");
+        }
 
         let limits = Limits {
             max_crate_size: parse_size(
@@ -603,6 +619,7 @@ impl Config {
                 audience_derived,
                 issuers,
                 token_ttl,
+                pending_ttl,
             },
             limits,
             required_metadata,
@@ -1121,6 +1138,27 @@ mod tests {
     fn token_ttl_is_bounded() {
         assert!(config(&[("trustpub_token_ttl", "7h")]).is_err());
         assert!(config(&[("trustpub_token_ttl", "6h")]).is_ok());
+    }
+
+    #[test]
+    fn pending_publisher_ttl_is_a_bounded_duration() -> anyhow::Result<()> {
+        assert_eq!(
+            config(&[])?.trustpub.pending_ttl,
+            Duration::from_secs(30 * 24 * 60 * 60)
+        );
+        assert_eq!(
+            config(&[("pending_publisher_ttl", "2d")])?
+                .trustpub
+                .pending_ttl,
+            Duration::from_secs(2 * 24 * 60 * 60)
+        );
+        assert!(config(&[("pending_publisher_ttl", "366d")]).is_err());
+        assert!(config(&[("pending_publisher_ttl", "0s")]).is_err());
+        assert_eq!(
+            config_error(&[("pending_publisher_ttl", "soon")]),
+            "WHARF_PENDING_PUBLISHER_TTL: `soon` is not a duration such as 30d: expected number at 0"
+        );
+        Ok(())
     }
 
     #[test]

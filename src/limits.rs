@@ -262,12 +262,22 @@ impl RateLimiter {
             Authenticated::User(user) => Subject::user(user.user.id, &user.user.login),
             Authenticated::Trustpub(tp) => {
                 let provider = tp.publisher.kind().as_str();
-                let grant = Crate::by_canonical(conn, name.canonical().as_ref())?
-                    .and_then(|krate| tp.crates.get(&krate.id));
-                match grant {
-                    Some(grant) => Subject::publisher_config(provider, grant.config_id),
-                    // Not a crate this token may publish: authorisation refuses it anyway.
-                    None => return Ok(()),
+                let canonical = name.canonical();
+                match Crate::by_canonical(conn, &canonical)? {
+                    Some(krate) => match tp.crates.get(&krate.id) {
+                        Some(grant) => Subject::publisher_config(provider, grant.config_id),
+                        // Not a crate this token may publish: authorisation refuses it anyway.
+                        None => return Ok(()),
+                    },
+                    // The first publish through a pending config counts against it (by its
+                    // API id, which is negative and so never an ordinary config's).
+                    None => match tp.pending_for(&canonical) {
+                        Some(grant) => Subject::publisher_config(
+                            provider,
+                            crate::services::pending::api_id(grant.pending.id),
+                        ),
+                        None => return Ok(()),
+                    },
                 }
             }
         };

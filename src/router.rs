@@ -82,7 +82,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The web app (server-rendered HTML).
 fn pages_routes(cfg: &mut web::ServiceConfig) {
     use pages::{
-        crate_page, crate_settings as cs, history, home, login, me, static_files, tokens, user,
+        crate_page, crate_settings as cs, history, home, login, me, pending_publishers,
+        static_files, tokens, user,
     };
     cfg.route("/", web::get().to(home::home))
         .route("/search", web::get().to(home::search))
@@ -106,7 +107,19 @@ fn pages_routes(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(pages::session::require_login))
                 .route("/tokens", web::get().to(tokens::list))
                 .route("/tokens", web::post().to(tokens::create))
-                .route("/tokens/{id}/revoke", web::post().to(tokens::revoke)),
+                .route("/tokens/{id}/revoke", web::post().to(tokens::revoke))
+                .route(
+                    "/pending-publishers",
+                    web::get().to(pending_publishers::show),
+                )
+                .route(
+                    "/pending-publishers/{id}/remove",
+                    web::post().to(pending_publishers::remove),
+                )
+                .route(
+                    "/pending-publishers/{kind}",
+                    web::post().to(pending_publishers::add),
+                ),
         )
         // crates: public pages
         .route("/crates/{name}", web::get().to(crate_page::show))

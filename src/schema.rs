@@ -174,6 +174,7 @@ diesel::table! {
         environment -> Nullable<Text>,
         created_at -> Timestamp,
         created_by -> Nullable<BigInt>,
+        reusable_workflow -> Nullable<Text>,
     }
 }
 
@@ -192,6 +193,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    trustpub_pending_configs (id) {
+        id -> BigInt,
+        provider -> Text,
+        crate_name -> Text,
+        canonical_name -> Text,
+        config -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     trustpub_token_crates (token_id, provider, config_id) {
         token_id -> BigInt,
         crate_id -> BigInt,
@@ -200,6 +214,14 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoked_by -> Nullable<Text>,
         revoked_because -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    trustpub_token_pending (token_id, pending_id) {
+        token_id -> BigInt,
+        pending_id -> BigInt,
+        claims -> Text,
     }
 }
 
@@ -225,7 +247,10 @@ diesel::joinable!(trustpub_buildkite_configs -> crates (crate_id));
 diesel::joinable!(trustpub_github_configs -> crates (crate_id));
 diesel::joinable!(trustpub_gitlab_configs -> crates (crate_id));
 diesel::joinable!(trustpub_token_crates -> crates (crate_id));
+diesel::joinable!(trustpub_pending_configs -> users (created_by));
 diesel::joinable!(trustpub_token_crates -> trustpub_tokens (token_id));
+diesel::joinable!(trustpub_token_pending -> trustpub_pending_configs (pending_id));
+diesel::joinable!(trustpub_token_pending -> trustpub_tokens (token_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
@@ -239,7 +264,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     trustpub_buildkite_configs,
     trustpub_github_configs,
     trustpub_gitlab_configs,
+    trustpub_pending_configs,
     trustpub_token_crates,
+    trustpub_token_pending,
     trustpub_tokens,
     trustpub_used_jtis,
     users,

@@ -219,6 +219,20 @@ async fn clean_up_periodically(app: web::Data<App>) {
         }
         let result = app
             .db
+            .run(|conn| {
+                Ok(crate::models::pending_config::clean_up(
+                    conn,
+                    crate::models::now(),
+                )?)
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "expired pending publishers deleted"),
+            Err(error) => tracing::warn!(?error, "clean-up of expired pending publishers failed"),
+        }
+        let result = app
+            .db
             .run(|conn| Ok(crate::limits::clean_up(conn, crate::models::now())?))
             .await;
         if let Err(error) = result {

@@ -16,6 +16,7 @@ use chrono::NaiveDateTime;
 use crate::db::DbConn;
 use crate::errors::{AppError, AppResult, forbidden, internal};
 use crate::models::audit::Actor;
+use crate::models::pending_config::{self, PendingGrant};
 use crate::models::trustpub_token::{self, CrateGrant};
 use crate::models::{ApiToken, Crate, User};
 use crate::services::owners;
@@ -70,6 +71,9 @@ pub struct TrustpubAuth {
     /// The crates whose publisher configs matched at exchange time, by crate id, with the
     /// revocation (if any) that took the crate away from the token since.
     pub crates: BTreeMap<i64, CrateGrant>,
+    /// The pending configs (for crates that did not exist yet) that matched at exchange time
+    /// and are still there: the token may publish the first version of each one's crate.
+    pub pending: Vec<PendingGrant>,
     /// The CI identity (actor, repository, workflow, run…), recorded on every publish.
     pub publisher: Box<TrustpubData>,
     pub actor: String,
@@ -90,6 +94,13 @@ impl TrustpubAuth {
                 "this Trusted Publishing token is not valid for crate `{name}`: no trusted publisher config of `{name}` matched the workflow that requested it"
             ))),
         }
+    }
+
+    /// The pending config this token may create the crate `canonical` through, if any.
+    pub fn pending_for(&self, canonical: &str) -> Option<&PendingGrant> {
+        self.pending
+            .iter()
+            .find(|grant| grant.pending.canonical_name == canonical)
     }
 
     /// What a publish of the crate `crate_id` records: the CI identity and the config that
@@ -192,7 +203,13 @@ fn resolve_trustpub(
         .ok_or_else(|| {
             forbidden("the Trusted Publishing token is invalid, revoked or expired; exchange a new ID token for a fresh one")
         })?;
-    if !token.crates.values().any(|grant| grant.revoked.is_none()) {
+    let pending = pending_config::grants_of_token(conn, token.id, now)?;
+    if pending.is_empty() && token.crates.is_empty() {
+        return Err(forbidden(
+            "this Trusted Publishing token may no longer publish any crate: it was minted through a pending publisher, which publishes the first version of its crate only and has been used, removed or has expired since. Exchange a fresh ID token: once the crate exists, its trusted publishers decide",
+        ));
+    }
+    if pending.is_empty() && !token.crates.values().any(|grant| grant.revoked.is_none()) {
         let why = token
             .crates
             .values()
@@ -207,6 +224,7 @@ fn resolve_trustpub(
     Ok(TrustpubAuth {
         token_id: token.id,
         crates: token.crates,
+        pending,
         publisher: Box::new(token.publisher),
         actor: token.actor,
     })

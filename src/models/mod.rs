@@ -5,6 +5,7 @@ pub mod audit;
 pub mod crate_owner;
 pub mod index_file;
 pub mod krate;
+pub mod pending_config;
 pub mod session;
 pub mod token;
 pub mod trustpub_token;

@@ -45,7 +45,7 @@ impl FormState {
         self.errors.get(field).map(String::as_str)
     }
 
-    fn with_values(form: &CsrfForm, fields: &[&'static str]) -> Self {
+    pub(super) fn with_values(form: &CsrfForm, fields: &[&'static str]) -> Self {
         FormState {
             values: fields
                 .iter()
@@ -55,7 +55,7 @@ impl FormState {
         }
     }
 
-    fn field_errors(mut self, errors: Vec<FieldError>) -> Self {
+    pub(super) fn field_errors(mut self, errors: Vec<FieldError>) -> Self {
         for e in errors {
             let message = capitalise(&e.message);
             match self.values.contains_key(e.field) {
@@ -70,7 +70,7 @@ impl FormState {
 
     /// A client error from the service that belongs to no field: above the form. Other
     /// errors (403, 404, 5xx) are the page's, not the form's.
-    fn form_level(mut self, error: AppError) -> Result<Self, AppError> {
+    pub(super) fn form_level(mut self, error: AppError) -> Result<Self, AppError> {
         if error.status() != StatusCode::BAD_REQUEST {
             return Err(error);
         }
@@ -130,7 +130,11 @@ pub struct ProviderSection {
 }
 
 impl ProviderSection {
-    fn new(kind: ProviderKind, summaries: &[ConfigSummary], form: Option<&FormState>) -> Self {
+    pub(super) fn new(
+        kind: ProviderKind,
+        summaries: &[ConfigSummary],
+        form: Option<&FormState>,
+    ) -> Self {
         let empty = FormState::default();
         let form = form.unwrap_or(&empty);
         ProviderSection {

@@ -20,6 +20,7 @@ pub mod login;
 pub mod markdown;
 pub mod me;
 pub mod next;
+pub mod pending_publishers;
 pub mod session;
 pub mod static_files;
 pub mod tokens;

@@ -5,6 +5,7 @@
 //! the command line into a message.
 
 pub mod owners;
+pub mod pending;
 pub mod publishers;
 pub mod tokens;
 

@@ -52,6 +52,14 @@ impl From<PublisherError> for AppError {
     }
 }
 
+/// Whether a crate of this name (compared as crate names are) exists.
+pub async fn crate_exists(app: &App, name: String) -> AppResult<bool> {
+    let canonical = crate::models::krate::canonical_name(name.trim());
+    app.db
+        .run(move |conn| Ok(Crate::by_canonical(conn, &canonical)?.is_some()))
+        .await
+}
+
 /// The crate, after checking that `user` owns it now.
 fn owned_crate(conn: &mut DbConn, user: &User, name: &str) -> AppResult<Crate> {
     let krate = Crate::by_name(conn, name)?

@@ -316,6 +316,26 @@ impl Provider for Buildkite {
             && c.step_key == input.step_key
     }
 
+    fn pending_config(
+        id: i64,
+        input: &BuildkiteInput,
+        created_by: i64,
+        created_at: NaiveDateTime,
+    ) -> BuildkiteConfig {
+        BuildkiteConfig {
+            id,
+            crate_id: 0,
+            organization: input.organization.clone(),
+            organization_id: None,
+            pipeline: input.pipeline.clone(),
+            pipeline_id: None,
+            branch: input.branch.clone(),
+            step_key: input.step_key.clone(),
+            created_at,
+            created_by: Some(created_by),
+        }
+    }
+
     fn config_id(config: &BuildkiteConfig) -> i64 {
         config.id
     }

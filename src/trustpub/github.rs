@@ -19,8 +19,9 @@ use super::claims::de;
 use super::errors::{MatchError, VerifyError, shorten};
 use super::provider::{
     Candidate, Cell, FieldError, FormField, IssuerSetting, LookupError, Lookups, Match, Provider,
-    check, check_environment, environment_message, environment_mismatch, eq_optional_ignore_case,
-    join_parts, list_ids, normalize_optional, one_of, trim_all,
+    check, check_environment, configs_expect, environment_message, environment_mismatch,
+    eq_optional_ignore_case, join_parts, list_ids, normalize_optional, one_of, one_of_exact,
+    trim_all,
 };
 use super::record::Record;
 use crate::db::{DbConn, lower};
@@ -153,6 +154,10 @@ pub struct GitHubData {
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub actor: String,
+    /// The reusable workflow that ran the job (`job_workflow_ref`), when it is not the run's
+    /// own workflow. Absent in records of jobs that ran their own workflow, and in older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reusable_workflow: Option<String>,
 }
 
 impl Record for GitHubData {
@@ -164,6 +169,11 @@ impl Record for GitHubData {
         let mut details = vec![("Repository", self.repository.clone())];
         details.extend(self.workflow.clone().map(|w| ("Workflow", w)));
         details.extend(self.environment.clone().map(|e| ("Environment", e)));
+        details.extend(
+            self.reusable_workflow
+                .clone()
+                .map(|w| ("Reusable workflow", w)),
+        );
         details
     }
 
@@ -200,6 +210,9 @@ pub struct GitHubConfig {
     pub environment: Option<String>,
     pub created_at: NaiveDateTime,
     pub created_by: Option<i64>,
+    /// When set, the reusable workflow the job must run (`job_workflow_ref`):
+    /// `owner/repo/.github/workflows/file.yml`, optionally with `@ref`.
+    pub reusable_workflow: Option<String>,
 }
 
 /// A GitHub publisher config as submitted.
@@ -210,8 +223,12 @@ pub struct GitHubInput {
     pub workflow_filename: String,
     #[serde(default)]
     pub environment: Option<String>,
-    /// Looked up through the GitHub API before the config is stored.
-    #[serde(skip)]
+    /// `owner/repo/.github/workflows/file.yml[@ref]`; absent, null or empty: no constraint.
+    #[serde(default)]
+    pub reusable_workflow: Option<String>,
+    /// Looked up through the GitHub API before the config is stored (whatever a request
+    /// body says is overwritten by the look-up); kept in a pending config's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_owner_id: Option<i64>,
 }
 
@@ -226,12 +243,14 @@ struct NewGitHubConfig<'a> {
     environment: Option<&'a str>,
     created_at: NaiveDateTime,
     created_by: Option<i64>,
+    reusable_workflow: Option<&'a str>,
 }
 
 enum Mismatch {
     OwnerId(i64),
     Workflow(String),
     Environment(String),
+    ReusableWorkflow(String),
 }
 
 impl Provider for GitHub {
@@ -268,8 +287,15 @@ impl Provider for GitHub {
             hint: "If set, only jobs running in this GitHub environment may publish.",
             required: false,
         },
+        FormField {
+            name: "reusable_workflow",
+            label: "Reusable workflow (optional)",
+            hint: "If set, the publishing job must run this reusable workflow: owner/repo/.github/workflows/file.yml, optionally @ref (e.g. @refs/heads/main). The workflow file above still names the calling workflow.",
+            required: false,
+        },
     ];
-    const COLUMNS: &'static [&'static str] = &["Repository", "Workflow", "Environment"];
+    const COLUMNS: &'static [&'static str] =
+        &["Repository", "Workflow", "Environment", "Reusable workflow"];
 
     type Claims = GitHubClaims;
     type Data = GitHubData;
@@ -299,6 +325,8 @@ impl Provider for GitHub {
             sha: claims.sha.clone(),
             git_ref: claims.git_ref.clone(),
             actor: claims.actor.clone(),
+            reusable_workflow: (claims.job_workflow_ref != claims.workflow_ref)
+                .then(|| claims.job_workflow_ref.clone()),
         }
     }
 
@@ -316,6 +344,7 @@ impl Provider for GitHub {
             &mut input.workflow_filename,
         ]);
         input.environment = normalize_optional(input.environment);
+        input.reusable_workflow = normalize_optional(input.reusable_workflow);
         let mut errors = Vec::new();
         check(
             &mut errors,
@@ -336,6 +365,14 @@ impl Provider for GitHub {
             "the workflow's file name in .github/workflows/, such as `release.yml` (no folders; it must end in .yml or .yaml)",
         );
         check_environment(&mut errors, input.environment.as_deref());
+        if let Some(reusable) = input.reusable_workflow.as_deref() {
+            check(
+                &mut errors,
+                "reusable_workflow",
+                valid_reusable_workflow(reusable),
+                "a reusable workflow as `owner/repo/.github/workflows/file.yml`, optionally followed by `@ref` (such as `@refs/heads/main`); leave it empty for no constraint",
+            );
+        }
         if errors.is_empty() {
             Ok(input)
         } else {
@@ -363,6 +400,28 @@ impl Provider for GitHub {
                 .eq_ignore_ascii_case(&input.repository_name)
             && c.workflow_filename == input.workflow_filename
             && eq_optional_ignore_case(c.environment.as_deref(), input.environment.as_deref())
+            && c.reusable_workflow == input.reusable_workflow
+    }
+
+    fn pending_config(
+        id: i64,
+        input: &GitHubInput,
+        created_by: i64,
+        created_at: NaiveDateTime,
+    ) -> GitHubConfig {
+        GitHubConfig {
+            id,
+            crate_id: 0,
+            repository_owner: input.repository_owner.clone(),
+            // Looked up before a pending config is stored; 0 (no account) matches nothing.
+            repository_owner_id: input.repository_owner_id.unwrap_or(0),
+            repository_name: input.repository_name.clone(),
+            workflow_filename: input.workflow_filename.clone(),
+            environment: input.environment.clone(),
+            created_at,
+            created_by: Some(created_by),
+            reusable_workflow: input.reusable_workflow.clone(),
+        }
     }
 
     fn config_id(config: &GitHubConfig) -> i64 {
@@ -386,6 +445,7 @@ impl Provider for GitHub {
             "repository_name": c.repository_name,
             "workflow_filename": c.workflow_filename,
             "environment": c.environment,
+            "reusable_workflow": c.reusable_workflow,
             "created_at": c.created_at.and_utc(),
         })
     }
@@ -396,8 +456,13 @@ impl Provider for GitHub {
             .as_deref()
             .map(|e| format!(", environment {e}"))
             .unwrap_or_default();
+        let reusable = c
+            .reusable_workflow
+            .as_deref()
+            .map(|w| format!(", reusable workflow {w}"))
+            .unwrap_or_default();
         format!(
-            "{}/{}, workflow {}{env}",
+            "{}/{}, workflow {}{env}{reusable}",
             c.repository_owner, c.repository_name, c.workflow_filename
         )
     }
@@ -407,6 +472,10 @@ impl Provider for GitHub {
             Cell::Text(format!("{}/{}", c.repository_owner, c.repository_name)),
             Cell::Code(c.workflow_filename.clone()),
             Cell::optional(c.environment.as_deref()),
+            match c.reusable_workflow.as_deref() {
+                Some(w) => Cell::Code(w.to_owned()),
+                None => Cell::Any,
+            },
         ]
     }
 
@@ -468,6 +537,7 @@ impl Provider for GitHub {
             environment: input.environment.as_deref(),
             created_at: now,
             created_by: Some(created_by),
+            reusable_workflow: input.reusable_workflow.as_deref(),
         };
         diesel::insert_into(trustpub_github_configs::table)
             .values(&new)
@@ -483,6 +553,56 @@ impl Provider for GitHub {
         diesel::delete(trustpub_github_configs::table.find(id)).execute(conn)?;
         Ok(())
     }
+}
+
+/// Whether the job's `job_workflow_ref` (`owner/repo/.github/workflows/file.yml@ref`) runs
+/// the configured reusable workflow: the same repository (ignoring ASCII case, as GitHub does),
+/// the same path exactly, and, when the configured value has `@ref`, exactly that ref.
+pub fn reusable_workflow_matches(configured: &str, job_workflow_ref: &str) -> bool {
+    let (configured_path, configured_ref) = match configured.split_once('@') {
+        Some((path, git_ref)) => (path, Some(git_ref)),
+        None => (configured, None),
+    };
+    let Some((job_path, job_ref)) = job_workflow_ref.split_once('@') else {
+        return false;
+    };
+    let split = |path: &'_ str| -> Option<(String, String)> {
+        let mut parts = path.splitn(3, '/');
+        let (owner, repo, rest) = (parts.next()?, parts.next()?, parts.next()?);
+        Some((format!("{owner}/{repo}"), rest.to_owned()))
+    };
+    let (Some((configured_repo, configured_file)), Some((job_repo, job_file))) =
+        (split(configured_path), split(job_path))
+    else {
+        return false;
+    };
+    configured_repo.eq_ignore_ascii_case(&job_repo)
+        && configured_file == job_file
+        && configured_ref.is_none_or(|r| r == job_ref)
+}
+
+/// `owner/repo/.github/workflows/file.yml`, optionally with a non-empty `@ref`.
+fn valid_reusable_workflow(value: &str) -> bool {
+    let (path, git_ref) = match value.split_once('@') {
+        Some((path, git_ref)) => (path, Some(git_ref)),
+        None => (value, None),
+    };
+    let ref_ok = git_ref.is_none_or(|r| {
+        !r.is_empty()
+            && r.len() <= 255
+            && !r.contains('@')
+            && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    let mut parts = path.splitn(3, '/');
+    let (Some(owner), Some(repo), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    ref_ok
+        && crate::models::user::valid_login(owner)
+        && valid_repo_name(repo)
+        && rest
+            .strip_prefix(".github/workflows/")
+            .is_some_and(valid_workflow_filename)
 }
 
 fn valid_repo_name(name: &str) -> bool {
@@ -586,12 +706,17 @@ pub fn match_publishers(
             Some(Mismatch::OwnerId(publisher.repository_owner_id))
         } else if publisher.workflow_filename != workflow {
             Some(Mismatch::Workflow(publisher.workflow_filename.clone()))
+        } else if let Some(environment) = environment_mismatch(
+            publisher.environment.as_deref(),
+            claims.environment.as_deref(),
+        ) {
+            Some(Mismatch::Environment(environment))
         } else {
-            environment_mismatch(
-                publisher.environment.as_deref(),
-                claims.environment.as_deref(),
-            )
-            .map(Mismatch::Environment)
+            publisher
+                .reusable_workflow
+                .as_deref()
+                .filter(|reusable| !reusable_workflow_matches(reusable, &claims.job_workflow_ref))
+                .map(|reusable| Mismatch::ReusableWorkflow(reusable.to_owned()))
         };
         match mismatch {
             None => matches.push(Match {
@@ -609,11 +734,13 @@ pub fn match_publishers(
     let mut workflows = Vec::new();
     let mut environments = Vec::new();
     let mut owner_ids = Vec::new();
+    let mut reusables = Vec::new();
     for mismatch in mismatches {
         match mismatch {
             Mismatch::Workflow(w) => workflows.push(w),
             Mismatch::Environment(e) => environments.push(e),
             Mismatch::OwnerId(id) => owner_ids.push(id),
+            Mismatch::ReusableWorkflow(w) => reusables.push(w),
         }
     }
     let mut parts = Vec::new();
@@ -628,6 +755,14 @@ pub fn match_publishers(
         parts.push(environment_message(
             claims.environment.as_deref(),
             &environments,
+        ));
+    }
+    if !reusables.is_empty() {
+        let distinct = one_of_exact(&reusables);
+        parts.push(format!(
+            "the job runs the workflow `{}` (job_workflow_ref), but {} reusable workflow {distinct}",
+            shorten(&claims.job_workflow_ref),
+            configs_expect(&distinct)
         ));
     }
     if !owner_ids.is_empty() {
@@ -704,6 +839,7 @@ mod tests {
             environment: None,
             created_at: NaiveDateTime::default(),
             created_by: None,
+            reusable_workflow: None,
         };
         change(&mut config);
         Candidate {
@@ -936,12 +1072,153 @@ mod tests {
         assert_eq!(GitHub::published_by(&claims(json!({}))), "octocat");
     }
 
+    #[test]
+    fn reusable_workflows_are_compared_with_the_jobs_workflow() {
+        const JOB: &str = "octo-org/shared/.github/workflows/publish.yml@refs/heads/main";
+        // (configured, job_workflow_ref, accepted)
+        let cases = [
+            ("octo-org/shared/.github/workflows/publish.yml", JOB, true),
+            ("Octo-Org/SHARED/.github/workflows/publish.yml", JOB, true),
+            (
+                "octo-org/shared/.github/workflows/publish.yml@refs/heads/main",
+                JOB,
+                true,
+            ),
+            (
+                "octo-org/shared/.github/workflows/publish.yml@refs/heads/dev",
+                JOB,
+                false,
+            ),
+            (
+                "octo-org/shared/.github/workflows/publish.yml@refs/heads/Main",
+                JOB,
+                false,
+            ),
+            ("octo-org/shared/.github/workflows/Publish.yml", JOB, false),
+            ("octo-org/other/.github/workflows/publish.yml", JOB, false),
+            ("evil-org/shared/.github/workflows/publish.yml", JOB, false),
+            (
+                "octo-org/shared/.github/workflows/publish.yml",
+                "octo-org/shared/.github/workflows/publish.yml",
+                false,
+            ),
+            (
+                "octo-org/shared/.github/workflows/publish.yml",
+                "garbage",
+                false,
+            ),
+        ];
+        for (configured, job, accepted) in cases {
+            assert_eq!(
+                reusable_workflow_matches(configured, job),
+                accepted,
+                "{configured} vs {job}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configured_reusable_workflow_must_run_the_job() {
+        const SHARED: &str = "octo-org/shared/.github/workflows/publish.yml";
+        let reusable = |value: &'static str| {
+            move |c: &mut GitHubConfig| c.reusable_workflow = Some(value.to_owned())
+        };
+        let job = json!({ "job_workflow_ref": format!("{SHARED}@refs/heads/main") });
+        // (what, claim overrides, configs, expected crates or the whole message)
+        let cases: Vec<Case> = vec![
+            ("the job runs it", job.clone(), vec![config(1, "widget", reusable(SHARED))], Ok(vec!["widget".to_owned()])),
+            (
+                "the job runs it at the configured ref",
+                job.clone(),
+                vec![config(1, "widget", reusable("octo-org/shared/.github/workflows/publish.yml@refs/heads/main"))],
+                Ok(vec!["widget".to_owned()]),
+            ),
+            (
+                "the job runs the calling workflow itself",
+                json!({}),
+                vec![config(1, "widget", reusable(SHARED))],
+                Err("No Trusted Publishing config matches repository `octo-org/widget`: the job runs the workflow `octo-org/widget/.github/workflows/release.yml@refs/tags/v1` (job_workflow_ref), but the config expects reusable workflow `octo-org/shared/.github/workflows/publish.yml`.".to_owned()),
+            ),
+            (
+                "another ref",
+                job.clone(),
+                vec![
+                    config(1, "widget", reusable("octo-org/shared/.github/workflows/publish.yml@refs/tags/v2")),
+                    config(2, "widget", reusable("octo-org/shared/.github/workflows/publish.yml@refs/tags/v3")),
+                ],
+                Err("No Trusted Publishing config matches repository `octo-org/widget`: the job runs the workflow `octo-org/shared/.github/workflows/publish.yml@refs/heads/main` (job_workflow_ref), but the configs expect reusable workflow `octo-org/shared/.github/workflows/publish.yml@refs/tags/v2` or `octo-org/shared/.github/workflows/publish.yml@refs/tags/v3`.".to_owned()),
+            ),
+            (
+                "the calling workflow still decides",
+                json!({
+                    "workflow_ref": "octo-org/widget/.github/workflows/other.yml@refs/tags/v1",
+                    "job_workflow_ref": format!("{SHARED}@refs/heads/main"),
+                }),
+                vec![config(1, "widget", reusable(SHARED))],
+                Err("No Trusted Publishing config matches repository `octo-org/widget`: the token's workflow is `other.yml`, but the configs for this repository expect workflow `release.yml`.".to_owned()),
+            ),
+        ];
+        for (what, overrides, configs, expected) in cases {
+            assert_eq!(outcome(&claims(overrides), &configs), expected, "{what}");
+        }
+        // The record names the reusable workflow when one ran the job, and only then.
+        let data = GitHub::data(&claims(job));
+        assert_eq!(
+            data.reusable_workflow.as_deref(),
+            Some("octo-org/shared/.github/workflows/publish.yml@refs/heads/main")
+        );
+        assert!(data.details().contains(&(
+            "Reusable workflow",
+            "octo-org/shared/.github/workflows/publish.yml@refs/heads/main".to_owned()
+        )));
+        assert_eq!(GitHub::data(&claims(json!({}))).reusable_workflow, None);
+    }
+
+    #[test]
+    fn reusable_workflow_fields_are_checked() {
+        // (value, valid)
+        let cases = [
+            ("octo-org/shared/.github/workflows/publish.yml", true),
+            (
+                "octo-org/shared/.github/workflows/publish.yaml@refs/heads/main",
+                true,
+            ),
+            ("octo-org/shared/.github/workflows/publish.yml@v1", true),
+            ("octo-org/shared/.github/workflows/publish.yml@", false),
+            ("octo-org/shared/.github/workflows/publish.yml@a b", false),
+            ("octo-org/shared/publish.yml", false),
+            ("octo-org/.github/workflows/publish.yml", false),
+            (
+                "octo-org/shared/.github/workflows/nested/publish.yml",
+                false,
+            ),
+            ("-bad/shared/.github/workflows/publish.yml", false),
+            ("publish.yml", false),
+        ];
+        for (value, valid) in cases {
+            let mut with = input("o", "r", "release.yml", None);
+            with.reusable_workflow = Some(format!("  {value} "));
+            let normalized = GitHub::normalize(with);
+            assert_eq!(normalized.is_ok(), valid, "{value}");
+            if let Ok(normalized) = normalized {
+                assert_eq!(normalized.reusable_workflow.as_deref(), Some(value));
+            }
+        }
+        let mut empty = input("o", "r", "release.yml", None);
+        empty.reusable_workflow = Some("  ".to_owned());
+        assert_eq!(
+            GitHub::normalize(empty).map(|i| i.reusable_workflow),
+            Ok(None)
+        );
+    }
+
     fn input(owner: &str, repo: &str, workflow: &str, env: Option<&str>) -> GitHubInput {
         GitHubInput {
             repository_owner: owner.into(),
             repository_name: repo.into(),
             workflow_filename: workflow.into(),
             environment: env.map(Into::into),
+            reusable_workflow: None,
             repository_owner_id: None,
         }
     }

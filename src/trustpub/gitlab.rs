@@ -391,6 +391,25 @@ impl Provider for GitLab {
             && eq_optional_ignore_case(c.environment.as_deref(), input.environment.as_deref())
     }
 
+    fn pending_config(
+        id: i64,
+        input: &GitLabInput,
+        created_by: i64,
+        created_at: NaiveDateTime,
+    ) -> GitLabConfig {
+        GitLabConfig {
+            id,
+            crate_id: 0,
+            namespace: input.namespace.clone(),
+            namespace_id: None,
+            project: input.project.clone(),
+            workflow_filepath: input.workflow_filepath.clone(),
+            environment: input.environment.clone(),
+            created_at,
+            created_by: Some(created_by),
+        }
+    }
+
     fn config_id(config: &GitLabConfig) -> i64 {
         config.id
     }

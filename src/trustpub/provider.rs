@@ -151,13 +151,17 @@ pub trait Provider: 'static {
     const COLUMNS: &'static [&'static str];
 
     /// The claims of its ID tokens that Wharf uses (unknown claims are ignored).
-    type Claims: DeserializeOwned + Debug + Clone + PartialEq + Eq + Send + 'static;
+    /// Serialized only to keep them with a token minted through a pending config, so that
+    /// [`Provider::record_use`] can run when the config becomes an ordinary one.
+    type Claims: DeserializeOwned + Serialize + Debug + Clone + PartialEq + Eq + Send + 'static;
     /// What an exchange records, one variant of [`super::TrustpubData`].
     type Data: Record + Serialize + DeserializeOwned + Debug + Clone + PartialEq + Eq + Send;
     /// A config as stored.
     type Config: Debug + Clone + Send + 'static;
-    /// A config as submitted (the API body's object without `crate`, or the form).
-    type Input: DeserializeOwned + Debug + Clone + Send + 'static;
+    /// A config as submitted (the API body's object without `crate`, or the form). A pending
+    /// config keeps it as JSON, as [`Provider::normalize`] and [`Provider::look_up`] left it,
+    /// so its JSON must say everything [`Provider::insert`] needs.
+    type Input: DeserializeOwned + Serialize + Debug + Clone + Send + 'static;
 
     // Verification.
 
@@ -204,6 +208,17 @@ pub trait Provider: 'static {
 
     /// True when `existing` already says what `input` says.
     fn is_duplicate(existing: &Self::Config, input: &Self::Input) -> bool;
+
+    /// A pending config (for a crate that does not exist yet) as the matcher and the lists
+    /// see it: `input` as stored, with crate id 0 and nothing captured on first use yet. The
+    /// only place a provider meets pending configs; they are kept, listed and turned into
+    /// ordinary ones by `services::pending`.
+    fn pending_config(
+        id: i64,
+        input: &Self::Input,
+        created_by: i64,
+        created_at: NaiveDateTime,
+    ) -> Self::Config;
 
     fn config_id(config: &Self::Config) -> i64;
     fn config_crate_id(config: &Self::Config) -> i64;

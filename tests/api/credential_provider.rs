@@ -122,6 +122,76 @@ async fn github_actions_publish_exchanges_the_token_after_the_verification_build
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_brand_new_crate_is_published_from_ci_through_a_pending_publisher() -> anyhow::Result<()>
+{
+    let provider = provider_binary();
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder().github_idp(&idp).spawn().await;
+    // alice adds a pending publisher for a crate nobody has published yet.
+    let alice = app.token_with("alice", &["publish-new"], &["cp-*"]);
+    let (status, pending) = app
+        .post_json(
+            "/api/v1/trusted_publishing/github_configs",
+            Some(&alice),
+            &json!({ "github_config": {
+                "crate": "cp-brand-new",
+                "repository_owner": fake_idp::GITHUB_OWNER,
+                "repository_name": fake_idp::GITHUB_REPO,
+                "workflow_filename": fake_idp::GITHUB_WORKFLOW,
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{pending}");
+    assert_eq!(pending["github_config"]["pending"], true);
+
+    // The release job of the repository: cargo and the credential provider, no token at all.
+    let root = tempfile::tempdir()?;
+    let cargo = Cargo::new(root.path(), &app, None)?;
+    let pkg = root.path().join("pkg");
+    let stamp = write_stamped_package(&pkg, "cp-brand-new", "0.1.0")?;
+    let runner_temp = root.path().join("runner-temp");
+    std::fs::create_dir_all(&runner_temp)?;
+    let mut publish = cargo.command(&pkg, &["publish", "--registry", "wharf"]);
+    publish
+        .env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", &provider)
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", idp.id_token_request_url())
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            idp.id_token_request_token(),
+        )
+        .env("RUNNER_TEMP", &runner_temp)
+        .env("WHARF_E2E_BUILD_STAMP", &stamp);
+    let output = tokio::task::spawn_blocking(move || publish.output()).await??;
+    assert!(
+        output.status.success(),
+        "cargo publish failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (_, info) = app.get_json("/api/v1/crates/cp-brand-new").await;
+    assert_eq!(info["versions"][0]["num"], "0.1.0");
+    assert_eq!(
+        info["versions"][0]["published_by"]["login"],
+        fake_idp::GITHUB_ACTOR
+    );
+    let (_, owners) = app.get_json("/api/v1/crates/cp-brand-new/owners").await;
+    assert_eq!(owners["users"][0]["login"], "alice");
+    assert_eq!(owners["users"].as_array().map(Vec::len), Some(1));
+    // The pending publisher is now the crate's ordinary trusted publisher.
+    let manager = app.token("alice");
+    let (_, configs) = app
+        .get_json_with(
+            "/api/v1/trusted_publishing/github_configs?crate=cp-brand-new",
+            &manager,
+        )
+        .await;
+    let id = configs["github_configs"][0]["id"].as_i64().unwrap_or(0);
+    assert!(id > 0, "{configs}");
+    assert_eq!(info["versions"][0]["trustpub"]["config_id"], id);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn gitlab_ci_publish_exchanges_the_id_token_from_the_environment() -> anyhow::Result<()> {
     let provider = provider_binary();
     let idp = FakeIdp::start(Provider::GitLab);

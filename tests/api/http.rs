@@ -208,6 +208,17 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         case(("", "/me"), "/me", 200).header("Cookie", &cookie),
         case((settings, "/tokens"), "/settings/tokens", 303),
         case((settings, "/tokens"), "/settings/tokens", 200).header("Cookie", &cookie),
+        case(
+            (settings, "/pending-publishers"),
+            "/settings/pending-publishers",
+            303,
+        ),
+        case(
+            (settings, "/pending-publishers"),
+            "/settings/pending-publishers",
+            200,
+        )
+        .header("Cookie", &cookie),
         case(("", "/crates/{name}"), "/crates/headcheck", 200),
         case(("", "/crates/{name}"), "/crates/missing", 404),
         case(

@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::{Authenticated, RawToken, UserAuth};
+use crate::auth::{Authenticated, RawToken, TrustpubAuth, UserAuth};
 use crate::db::{DbConn, is_unique_violation};
 use crate::errors::{
     AppError, AppResult, bad_request, client, conflict, forbidden, payload_too_large,
@@ -32,6 +32,7 @@ use crate::errors::{
 use crate::limits::Count;
 use crate::models::crate_owner::NewCrateOwner;
 use crate::models::krate::NewCrate;
+use crate::models::pending_config::PendingGrant;
 use crate::models::version::{NewVersion, max_version};
 use crate::models::{Crate, Version, audit, index_file, now};
 use crate::registry::crate_name::CrateName;
@@ -42,8 +43,10 @@ use crate::registry::publish::{
 };
 use crate::registry::tarball::verify_tarball;
 use crate::schema::crates;
+use crate::services::pending;
 use crate::storage::{Storage, crate_key, put_blocking};
 use crate::tokens::EndpointScope;
+use crate::trustpub::Published;
 
 pub async fn publish(
     app: web::Data<App>,
@@ -322,6 +325,8 @@ enum Publishable<'a> {
     Existing(Box<Crate>),
     /// The first version of a new crate, which this user will own.
     New(&'a UserAuth),
+    /// The first version of a new crate through a pending publisher, whose creator will own it.
+    NewPending(&'a PendingGrant),
 }
 
 /// Whether `auth` may publish a version of `name` now: owners with a `publish-update` token
@@ -333,7 +338,8 @@ fn authorize_publish<'a>(
     auth: &'a Authenticated,
     name: &CrateName,
 ) -> AppResult<Publishable<'a>> {
-    let existing = Crate::by_canonical(conn, name.canonical().as_ref())?;
+    let canonical = name.canonical();
+    let existing = Crate::by_canonical(conn, &canonical)?;
     let name = name.as_str();
     match existing {
         Some(krate) => {
@@ -353,17 +359,30 @@ fn authorize_publish<'a>(
                         )));
                     }
                 }
-                Authenticated::Trustpub(tp) => tp.check_crate(krate.id, name)?,
+                Authenticated::Trustpub(tp) => {
+                    if !tp.crates.contains_key(&krate.id)
+                        && tp.pending_for(&krate.canonical_name).is_some()
+                    {
+                        return Err(forbidden(format!(
+                            "crate `{}` exists now: it was created after this token was minted through a pending publisher for it, so that pending publisher is void and this token cannot publish it. Ask an owner of `{}` to add this workflow as a trusted publisher",
+                            krate.name, krate.name
+                        )));
+                    }
+                    tp.check_crate(krate.id, name)?
+                }
             }
             Ok(Publishable::Existing(Box::new(krate)))
         }
         None => {
             let user = match auth {
                 Authenticated::User(user) => user,
-                Authenticated::Trustpub(_) => {
-                    return Err(forbidden(format!(
-                        "crate `{name}` does not exist yet; Trusted Publishing can only publish new versions of existing crates. Publish the first version with an API token"
-                    )));
+                Authenticated::Trustpub(tp) => {
+                    return match tp.pending_for(&canonical) {
+                        Some(grant) => Ok(Publishable::NewPending(grant)),
+                        None => Err(forbidden(format!(
+                            "crate `{name}` does not exist yet, and this Trusted Publishing token was not minted through a pending publisher for it. Add a pending publisher for `{name}` (in your settings, or through the config API), or publish the first version with an API token"
+                        ))),
+                    };
                 }
             };
             user.check_scope(EndpointScope::PublishNew, Some(name))?;
@@ -380,31 +399,37 @@ fn record_publish(
     now: chrono::NaiveDateTime,
 ) -> AppResult<()> {
     let name = c.name.as_str();
+    // Through a pending publisher: the ordinary config it became, recorded on the version.
+    let mut pending_config_id = None;
     let krate = match authorize_publish(conn, auth, &c.name)? {
         Publishable::Existing(krate) => {
             update_crate_metadata(conn, &krate, c, now)?;
             *krate
         }
-        Publishable::New(user) => {
-            let krate = NewCrate {
-                name,
-                canonical_name: c.name.canonical().as_ref(),
-                description: c.description.as_deref(),
-                homepage: c.homepage.as_deref(),
-                documentation: c.documentation.as_deref(),
-                repository: c.repository.as_deref(),
-                keywords: c.keywords.clone(),
-                categories: c.categories.clone(),
+        Publishable::NewPending(grant) => {
+            let krate = insert_crate(conn, c, now).map_err(|e| match e {
+                NewCrateError::Exists => conflict(format!(
+                    "crate `{name}` was created by another publish at the same moment, so the pending publisher this token was minted through is void; nothing was published. Ask an owner of `{name}` to add this workflow as a trusted publisher"
+                )),
+                NewCrateError::Other(e) => e,
+            })?;
+            NewCrateOwner {
+                crate_id: krate.id,
+                user_id: grant.pending.created_by,
                 created_at: now,
-                updated_at: now,
+                created_by: None,
             }
-            .insert(conn)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    conflict(format!("crate `{name}` was created by another publish at the same moment; try again"))
-                } else {
-                    e.into()
-                }
+            .insert(conn)?;
+            Crate::set_max_version(conn, krate.id, Some(&c.version.to_string()))?;
+            pending_config_id = Some(pending::convert(conn, grant, &krate, now)?);
+            krate
+        }
+        Publishable::New(user) => {
+            let krate = insert_crate(conn, c, now).map_err(|e| match e {
+                NewCrateError::Exists => conflict(format!(
+                    "crate `{name}` was created by another publish at the same moment; try again"
+                )),
+                NewCrateError::Other(e) => e,
             })?;
             NewCrateOwner {
                 crate_id: krate.id,
@@ -417,7 +442,55 @@ fn record_publish(
             krate
         }
     };
+    record_version(conn, auth, c, storage, krate, pending_config_id, now)
+}
 
+/// Why a new crate's row was not inserted.
+enum NewCrateError {
+    /// A crate of the same name was created meanwhile (by a concurrent publish).
+    Exists,
+    Other(AppError),
+}
+
+fn insert_crate(
+    conn: &mut DbConn,
+    c: &Checked,
+    now: chrono::NaiveDateTime,
+) -> Result<Crate, NewCrateError> {
+    NewCrate {
+        name: c.name.as_str(),
+        canonical_name: c.name.canonical().as_ref(),
+        description: c.description.as_deref(),
+        homepage: c.homepage.as_deref(),
+        documentation: c.documentation.as_deref(),
+        repository: c.repository.as_deref(),
+        keywords: c.keywords.clone(),
+        categories: c.categories.clone(),
+        created_at: now,
+        updated_at: now,
+    }
+    .insert(conn)
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            NewCrateError::Exists
+        } else {
+            NewCrateError::Other(e.into())
+        }
+    })
+}
+
+/// The version of `krate` (existing, or created just now): its row, its file, its index line
+/// and its audit row.
+fn record_version(
+    conn: &mut DbConn,
+    auth: &Authenticated,
+    c: &Checked,
+    storage: &dyn Storage,
+    krate: Crate,
+    pending_config_id: Option<i64>,
+    now: chrono::NaiveDateTime,
+) -> AppResult<()> {
+    let name = c.name.as_str();
     check_dependencies(conn, &c.deps)?;
 
     let num = c.version.to_string();
@@ -445,7 +518,11 @@ fn record_publish(
         Authenticated::Trustpub(tp) => (
             tp.actor.clone(),
             None,
-            Some(serde_json::to_string(&tp.publisher_for(krate.id))?),
+            Some(serde_json::to_string(&published_through(
+                tp,
+                krate.id,
+                pending_config_id,
+            ))?),
         ),
     };
     let deps = serde_json::to_string(&c.deps)?;
@@ -487,7 +564,7 @@ fn record_publish(
     index_file::append(conn, &krate, &version, now)?;
     let mut detail = json!({ "version": version.num, "checksum": version.checksum });
     if let Authenticated::Trustpub(tp) = auth {
-        detail["trustpub"] = tp.publisher_for(krate.id).to_json();
+        detail["trustpub"] = published_through(tp, krate.id, pending_config_id).to_json();
     }
     audit::record(conn, krate.id, &auth.actor(), "publish", detail, now)?;
     if let Authenticated::Trustpub(tp) = auth {
@@ -495,6 +572,20 @@ fn record_publish(
         crate::mail::outbox::notify_owners(conn, &krate, &auth.actor(), &event, None, now)?;
     }
     Ok(())
+}
+
+/// What a Trusted Publishing publish records: through the config that matched, or the one the
+/// pending config it was minted through has just become.
+fn published_through(
+    tp: &TrustpubAuth,
+    crate_id: i64,
+    pending_config_id: Option<i64>,
+) -> Published {
+    let mut published = tp.publisher_for(crate_id);
+    if pending_config_id.is_some() {
+        published.config_id = pending_config_id;
+    }
+    published
 }
 
 /// Dependencies on this registry (no `registry` URL) must name crates that exist here.

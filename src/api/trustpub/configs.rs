@@ -2,15 +2,19 @@
 //! and `DELETE …/{kind}_configs/{id}` (crates.io's shapes: a body `{"{kind}_config": {"crate",
 //! …fields}}`, answers `{"{kind}_config": …}` and `{"{kind}_configs": […]}`). The kind is looked
 //! up in the provider registry; an unknown kind is a 404.
+//!
+//! A crate that does not exist yet gets a *pending* config (`services::pending`), for a caller
+//! who may create crates; its id is negative, and it carries `"pending": true`, `"expires_at"`
+//! and `"void"`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::manager;
+use super::{crate_creator, manager};
 use crate::app::App;
 use crate::errors::{AppResult, bad_request, not_found};
-use crate::services::publishers;
+use crate::services::{pending, publishers};
 use crate::trustpub::provider::Provider;
 use crate::trustpub::providers::{ProviderKind, with_provider};
 
@@ -59,6 +63,21 @@ pub async fn list(
 ) -> AppResult<HttpResponse> {
     let kind = provider(&kind)?;
     let name = crate_param(query.into_inner())?;
+    if !publishers::crate_exists(&app, name.clone()).await? {
+        // The caller's pending configs for the name, when the caller may create crates; else
+        // the answer for a crate that does not exist.
+        if let Ok(user) = crate_creator(&app, &req, Some(name.clone())).await {
+            let configs: Vec<Value> = with_provider!(kind, P => {
+                pending::list_for_name::<P>(&app, user, name).await?
+            })
+            .into_iter()
+            .map(|view| view.json)
+            .collect();
+            return Ok(
+                HttpResponse::Ok().json(json!({ format!("{}_configs", kind.as_str()): configs }))
+            );
+        }
+    }
     let user = manager(&app, &req, Some(name.clone())).await?;
     let configs: Vec<Value> = with_provider!(kind, P => {
         let (krate, configs) = publishers::list::<P>(&app, user, name).await?;
@@ -85,9 +104,19 @@ pub async fn create(
     let json = with_provider!(kind, P => {
         let body: ConfigBody<<P as Provider>::Input> = serde_json::from_value(config)
             .map_err(|e| bad_request(format!("invalid `{key}` in the request body: {e}")))?;
-        let user = manager(&app, &req, Some(body.krate.clone())).await?;
-        let (krate, config) = publishers::create::<P>(&app, user, body.krate, body.input).await?;
-        P::config_json(&config, &krate.name)
+        if body.krate.trim().is_empty()
+            || publishers::crate_exists(&app, body.krate.clone()).await?
+        {
+            let user = manager(&app, &req, Some(body.krate.clone())).await?;
+            let (krate, config) =
+                publishers::create::<P>(&app, user, body.krate, body.input).await?;
+            P::config_json(&config, &krate.name)
+        } else {
+            // A crate that does not exist yet: a pending config, for a caller who may create
+            // crates.
+            let user = crate_creator(&app, &req, Some(body.krate.clone())).await?;
+            pending::create::<P>(&app, user, body.krate, body.input).await?.json
+        }
     });
     Ok(HttpResponse::Ok().json(json!({ key: json })))
 }
@@ -100,6 +129,11 @@ pub async fn delete(
 ) -> AppResult<HttpResponse> {
     let (kind, id) = path.into_inner();
     let kind = provider(&kind)?;
+    if let Some(row_id) = pending::row_id(id) {
+        let user = crate_creator(&app, &req, None).await?;
+        pending::delete(&app, user, Some(kind), row_id).await?;
+        return Ok(HttpResponse::NoContent().finish());
+    }
     with_provider!(kind, P => {
         // The token's crate scopes are checked against the config's crate.
         let crate_name = publishers::config_crate_name::<P>(&app, id).await?;

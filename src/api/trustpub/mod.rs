@@ -16,6 +16,26 @@ use crate::tokens::EndpointScope;
 /// matches (see [`crate::auth::session::api_session_user`]), or the holder of an API token with
 /// the `trusted-publishing` scope (whose crate scopes must allow `crate_name`, when known).
 pub async fn manager(app: &App, req: &HttpRequest, crate_name: Option<String>) -> AppResult<User> {
+    caller_with_scope(app, req, EndpointScope::TrustedPublishing, crate_name).await
+}
+
+/// The user managing pending publishers (configs for a crate that does not exist yet): one
+/// who may create crates — a logged-in session (with `X-CSRF-Token`), or the holder of an API
+/// token with the `publish-new` scope (whose crate scopes must allow `crate_name`, when known).
+pub async fn crate_creator(
+    app: &App,
+    req: &HttpRequest,
+    crate_name: Option<String>,
+) -> AppResult<User> {
+    caller_with_scope(app, req, EndpointScope::PublishNew, crate_name).await
+}
+
+async fn caller_with_scope(
+    app: &App,
+    req: &HttpRequest,
+    scope: EndpointScope,
+    crate_name: Option<String>,
+) -> AppResult<User> {
     if let Some(user) = crate::auth::session::api_session_user(req).await? {
         return Ok(user);
     }
@@ -24,16 +44,15 @@ pub async fn manager(app: &App, req: &HttpRequest, crate_name: Option<String>) -
         .get(actix_web::http::header::AUTHORIZATION)
         .is_none()
     {
-        return Err(forbidden(
-            "managing Trusted Publishing requires an API token with the `trusted-publishing` scope, or a logged-in session",
-        ));
+        return Err(forbidden(format!(
+            "managing Trusted Publishing requires an API token with the `{scope}` scope, or a logged-in session"
+        )));
     }
     let raw = RawToken::from_request(req)?;
     app.db
         .run(move |conn| {
             let auth = Authenticated::resolve(conn, &raw, now())?;
-            let user =
-                auth.user_with_scope(EndpointScope::TrustedPublishing, crate_name.as_deref())?;
+            let user = auth.user_with_scope(scope, crate_name.as_deref())?;
             Ok(user.user.clone())
         })
         .await

@@ -9,6 +9,7 @@
 //! ID token.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDateTime;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -20,7 +21,9 @@ use crate::errors::{AppResult, bad_request, forbidden, internal, service_unavail
 use crate::metrics::{ExchangeReason as Reason, UNKNOWN_PROVIDER};
 use crate::models::audit::{self, Actor};
 use crate::models::now;
+use crate::models::pending_config;
 use crate::models::trustpub_token::{self, MintedThrough, NewTrustpubToken};
+use crate::services::pending;
 use crate::tokens;
 use crate::trustpub::provider::Provider;
 use crate::trustpub::providers::with_claims;
@@ -54,7 +57,7 @@ pub async fn exchange(
         .db
         .transaction(move |conn| {
             let now = now();
-            let matches = match_configs(conn, &identity)
+            let matches = match_configs(conn, &identity, now)
                 .inspect_err(|e| metrics.exchange_refused_by(provider, e, Reason::NoMatch))?;
             limiter.check_exchange_publishers(conn, provider, matches.iter().map(|m| m.publisher_id))?;
             let jti_hash = jti_hash(identity.issuer(), identity.jti());
@@ -65,10 +68,20 @@ pub async fn exchange(
                     "this ID token has already been exchanged; each ID token can be used once. Request a fresh ID token from your CI platform",
                 ));
             }
-            with_claims!(&identity.claims, P, claims => {
+            // Matches of pending configs (negative ids) have no crate yet: the token may
+            // create it; what they capture on first use is captured when the crate is created.
+            let (pending, matches): (Vec<Match>, Vec<Match>) = matches
+                .into_iter()
+                .partition(|m| pending::row_id(m.publisher_id).is_some());
+            let pending_rows: Vec<i64> =
+                pending.iter().filter_map(|m| pending::row_id(m.publisher_id)).collect();
+            pending::check_unambiguous(conn, &pending_rows, now)
+                .inspect_err(|e| metrics.exchange_refused_by(provider, e, Reason::NoMatch))?;
+            let claims_json = with_claims!(&identity.claims, P, claims => {
                 for m in &matches {
                     P::record_use(conn, m.publisher_id, claims)?;
                 }
+                serde_json::to_string(claims)?
             });
             let publisher = identity.data();
             let published_by = identity.published_by();
@@ -88,6 +101,11 @@ pub async fn exchange(
                 expires_at: now + ttl,
             }
             .insert(conn, &through)?;
+            for m in &pending {
+                if let Some(row_id) = pending::row_id(m.publisher_id) {
+                    pending_config::link_token(conn, token_id, row_id, &claims_json)?;
+                }
+            }
             let actor = Actor { name: published_by.clone(), user_id: None };
             for m in &matches {
                 let mut detail = Published {
@@ -99,7 +117,11 @@ pub async fn exchange(
                 detail["expires_at"] = json!((now + ttl).and_utc());
                 audit::record(conn, m.crate_id, &actor, "trustpub_exchange", detail, now)?;
             }
-            Ok(matches.into_iter().map(|m| m.crate_name).collect::<Vec<_>>())
+            Ok(matches
+                .into_iter()
+                .chain(pending)
+                .map(|m| m.crate_name)
+                .collect::<Vec<_>>())
         })
         .await
         .inspect_err(|e| app.metrics.exchange_error_if_server(provider, e))?;
@@ -108,11 +130,32 @@ pub async fn exchange(
     Ok(HttpResponse::Ok().json(json!({ "token": token })))
 }
 
-/// The configs that accept the identity, through its provider's table and matcher.
-fn match_configs(conn: &mut DbConn, identity: &VerifiedIdentity) -> AppResult<Vec<Match>> {
+/// The configs that accept the identity, through its provider's table and matcher: ordinary
+/// ones, and pending ones (whose matches carry negative ids) for crates that do not exist
+/// yet. A token that matches nothing but void pending configs is told so.
+fn match_configs(
+    conn: &mut DbConn,
+    identity: &VerifiedIdentity,
+    now: NaiveDateTime,
+) -> AppResult<Vec<Match>> {
     let matches = with_claims!(&identity.claims, P, claims => {
-        let candidates = P::candidates(conn, claims)?;
-        P::match_configs(claims, &candidates).map_err(bad_request)?
+        let mut candidates = P::candidates(conn, claims)?;
+        let pending = pending::candidates::<P>(conn, now)?;
+        candidates.extend(pending.live);
+        match P::match_configs(claims, &candidates) {
+            Ok(matches) => matches,
+            Err(error) => {
+                let void = P::match_configs(claims, &pending.void).unwrap_or_default();
+                if void.is_empty() {
+                    return Err(bad_request(error));
+                }
+                let names: Vec<String> = void.into_iter().map(|m| m.crate_name).collect();
+                return Err(bad_request(pending::void_message(
+                    &identity.claims.subject(),
+                    &names,
+                )));
+            }
+        }
     });
     if matches.is_empty() {
         // The matchers explain a miss; an empty success would be a bug, and must not mint.

@@ -352,6 +352,94 @@ const HOSTILE_NEXTS: [&str; 16] = [
 ];
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_user_adds_a_pending_publisher_and_ci_publishes_the_first_version_in_a_real_browser()
+-> anyhow::Result<()> {
+    let driver = ChromeDriver::start().expect(INSTALL_HINT);
+    let profile = tempfile::tempdir()?;
+    let client = browser(&driver, profile.path()).await?;
+    let result = pending_scenario(&client).await;
+    client.close().await?;
+    result
+}
+
+async fn pending_scenario(client: &Client) -> anyhow::Result<()> {
+    let (app, github) = spawn_with_github().await?;
+    let base = app.base_url.clone();
+    let shots = Screenshots::new()?;
+    log_in(client, &base, "bob").await?;
+
+    // From the navigation to the page; no pending publisher yet.
+    click_and_wait(client, "#nav-pending").await?;
+    assert_eq!(
+        client.current_url().await?.path(),
+        "/settings/pending-publishers"
+    );
+    assert!(text(client, "#no-pending").await?.contains("no pending"));
+
+    // A bad crate name is shown next to the field, the values kept.
+    fill(client, "#pending-github-crate", "not a name").await?;
+    fill(client, "#gh-owner", "octo-org").await?;
+    fill(client, "#gh-repo", "widget").await?;
+    fill(client, "#gh-workflow", "release.yml").await?;
+    fill(client, "#gh-environment", "release").await?;
+    click_and_wait(client, "#add-pending-github button[type=submit]").await?;
+    assert!(
+        text(client, "#pending-github-crate-error")
+            .await?
+            .contains("Invalid crate name")
+    );
+    fill(client, "#pending-github-crate", "first-light").await?;
+    click_and_wait(client, "#add-pending-github button[type=submit]").await?;
+    assert!(
+        text(client, ".flash")
+            .await?
+            .contains("Added a pending GitHub Actions publisher for first-light")
+    );
+    assert_eq!(
+        text(client, "#pending-publishers .pending-crate").await?,
+        "first-light"
+    );
+    assert!(
+        text(client, "#pending-publishers .expires")
+            .await?
+            .ends_with("UTC")
+    );
+    // A second one, for a GitLab project, to remove.
+    fill(client, "#pending-gitlab-crate", "second-light").await?;
+    fill(client, "#gl-namespace", "acme").await?;
+    fill(client, "#gl-project", "widget").await?;
+    fill(client, "#gl-workflow", ".gitlab-ci.yml").await?;
+    click_and_wait(client, "#add-pending-gitlab button[type=submit]").await?;
+    shots.take(client, "pending-publishers").await?;
+    click_and_wait(
+        client,
+        "#pending-publishers button[aria-label^='Remove the pending publisher for second-light']",
+    )
+    .await?;
+    assert!(
+        text(client, ".flash")
+            .await?
+            .contains("Removed the pending GitLab CI publisher for second-light")
+    );
+
+    // CI publishes the first version: the crate is bob's, with an ordinary publisher.
+    trusted_publish(&app, &github, &CrateBuilder::new("first-light", "0.1.0")).await?;
+    client
+        .goto(&format!("{base}/settings/pending-publishers"))
+        .await?;
+    assert!(client.find(Locator::Css("#no-pending")).await.is_ok());
+    client
+        .goto(&format!("{base}/crates/first-light/settings"))
+        .await?;
+    assert!(
+        text(client, "#github-publishers")
+            .await?
+            .contains("octo-org/widget")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_next_never_leaves_the_registry() -> anyhow::Result<()> {
     let driver = ChromeDriver::start().expect(INSTALL_HINT);
     let profile = tempfile::tempdir()?;

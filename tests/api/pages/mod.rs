@@ -7,6 +7,7 @@ mod history;
 mod home;
 mod login;
 mod me;
+mod pending_publishers;
 mod sessions;
 mod settings;
 mod tokens;

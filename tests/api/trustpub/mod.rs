@@ -2,5 +2,7 @@ mod buildkite;
 mod configs;
 mod e2e;
 mod exchange;
+mod pending;
+mod reusable;
 mod scopes;
 mod verify;

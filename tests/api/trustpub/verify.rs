@@ -109,6 +109,7 @@ async fn a_github_token_from_the_configured_workflow_is_verified_and_matched() -
         environment: None,
         created_at: NaiveDateTime::default(),
         created_by: None,
+        reusable_workflow: None,
     };
     let candidates = [Candidate {
         crate_name: "widget".to_owned(),

@@ -1,0 +1,1 @@
+ALTER TABLE trustpub_github_configs DROP COLUMN reusable_workflow;
