@@ -17,6 +17,10 @@ pub enum MailEvent {
         provider: String,
         /// The config in one line: `octo-org/widget, workflow release.yml`.
         config: String,
+        /// Added as a pending publisher, and turned into this crate's publisher by the first
+        /// publish, which created the crate.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pending: bool,
     },
     /// A trusted publisher config was removed, revoking the tokens minted through it.
     PublisherRemoved {
@@ -97,15 +101,27 @@ impl MailEvent {
                 by,
                 provider,
                 config,
+                pending,
             } => (
                 format!("{krate}: trusted publisher added"),
-                vec![
-                    format!("{by} added a trusted publisher to the crate {krate}:"),
-                    String::new(),
-                    format!("  {provider}: {config}"),
-                    String::new(),
-                    "Workflows that match it can now publish new versions of the crate without an API token.".to_owned(),
-                ],
+                [
+                    vec![
+                        format!("{by} added a trusted publisher to the crate {krate}:"),
+                        String::new(),
+                        format!("  {provider}: {config}"),
+                        String::new(),
+                    ],
+                    if *pending {
+                        vec![
+                            format!("{by} added it as a pending publisher before the crate existed; its first publish created the crate and made it the crate's publisher."),
+                            String::new(),
+                        ]
+                    } else {
+                        Vec::new()
+                    },
+                    vec!["Workflows that match it can now publish new versions of the crate without an API token.".to_owned()],
+                ]
+                .concat(),
             ),
             MailEvent::PublisherRemoved {
                 by,
@@ -200,6 +216,13 @@ mod tests {
                 by: "alice".into(),
                 provider: "GitHub Actions".into(),
                 config: "octo-org/widget, workflow release.yml".into(),
+                pending: false,
+            },
+            MailEvent::PublisherAdded {
+                by: "dana".into(),
+                provider: "Buildkite".into(),
+                config: "acme/widget".into(),
+                pending: true,
             },
             MailEvent::PublisherRemoved {
                 by: "alice".into(),

@@ -22,6 +22,7 @@ use super::publishers::PublisherError;
 use crate::app::App;
 use crate::db::DbConn;
 use crate::errors::{AppResult, bad_request, internal, not_found, service_unavailable};
+use crate::mail::{MailEvent, outbox::notify_owners};
 use crate::models::audit::{self, Actor};
 use crate::models::pending_config::{
     self, NewPendingConfig, PendingConfig, PendingGrant, PendingWithState,
@@ -361,6 +362,13 @@ pub fn convert(
                 detail,
                 now,
             )?;
+            let event = MailEvent::PublisherAdded {
+                by: creator.login.clone(),
+                provider: P::LABEL.to_owned(),
+                config: P::describe(&config),
+                pending: true,
+            };
+            notify_owners(conn, krate, &actor, &event, None, now)?;
             id
         });
         pending_config::delete(conn, pending.id)?;

@@ -159,6 +159,7 @@ pub async fn create<P: Provider>(
                 by: user.login.clone(),
                 provider: P::LABEL.to_owned(),
                 config: P::describe(&config),
+                pending: false,
             };
             notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
             Ok((krate, config))

@@ -535,3 +535,61 @@ async fn a_row_one_sender_claimed_is_not_claimed_by_another_meanwhile() -> anyho
     assert_eq!(taken.len(), 5);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_pending_publisher_that_creates_its_crate_is_mailed_like_any_publisher_added()
+-> anyhow::Result<()> {
+    // Arrange: dana adds a pending publisher for a crate that does not exist yet.
+    let sink = SmtpSink::start().await?;
+    let github = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_idp(&github)
+        .smtp(&sink)
+        .spawn()
+        .await;
+    const DANA: &str = "dana@example.com";
+    user_with_email(&app, "dana", Some(DANA));
+    let dana = app.token("dana");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/trusted_publishing/github_configs",
+            Some(&dana),
+            &json!({ "github_config": {
+                "crate": "fresh",
+                "repository_owner": fake_idp::GITHUB_OWNER,
+                "repository_name": fake_idp::GITHUB_REPO,
+                "workflow_filename": fake_idp::GITHUB_WORKFLOW,
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["github_config"]["pending"], true);
+
+    // Act: CI publishes the first version through it.
+    let jwt = github.sign(&github.github_claims(&app.audience(), json!({ "run_id": "77" })));
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 200, "{body}");
+    let ci = body["token"].as_str().unwrap_or_default().to_owned();
+    app.publish_ok(&ci, &CrateBuilder::new("fresh", "0.1.0"))
+        .await;
+
+    // Assert: dana, now the owner, hears that the publisher was added and that it published.
+    let mails = sink.wait_for(2).await?;
+    assert_no_duplicates(&mails);
+    let expected: BTreeMap<String, Vec<String>> = [
+        "fresh: trusted publisher added",
+        "fresh 0.1.0 published through Trusted Publishing",
+    ]
+    .into_iter()
+    .map(|subject| (subject.to_owned(), vec![DANA.to_owned()]))
+    .collect();
+    assert_eq!(by_subject(&mails), expected);
+    let added = body_of(&mails, "fresh: trusted publisher added", DANA);
+    assert!(added.contains("dana added a trusted publisher"), "{added}");
+    assert!(added.contains("pending publisher"), "{added}");
+    assert!(
+        added.contains("GitHub Actions: octo-org/widget"),
+        "the config is named: {added}"
+    );
+    Ok(())
+}
