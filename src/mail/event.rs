@@ -218,12 +218,6 @@ mod tests {
                 config: "octo-org/widget, workflow release.yml".into(),
                 pending: false,
             },
-            MailEvent::PublisherAdded {
-                by: "dana".into(),
-                provider: "Buildkite".into(),
-                config: "acme/widget".into(),
-                pending: true,
-            },
             MailEvent::PublisherRemoved {
                 by: "alice".into(),
                 provider: "GitLab CI/CD".into(),
@@ -258,6 +252,12 @@ mod tests {
                 token_actor: "octocat".into(),
                 workflow: "octo-org/widget (release.yml)".into(),
                 run_url: None,
+            },
+            MailEvent::PublisherAdded {
+                by: "dana".into(),
+                provider: "Buildkite".into(),
+                config: "acme/widget".into(),
+                pending: true,
             },
         ]
     }
@@ -310,6 +310,10 @@ mod tests {
         assert!(publish.contains("Published by: octocat"));
         assert!(publish.contains("https://github.com/octo-org/widget/actions/runs/1"));
         assert!(body(&all[7]).contains("Minted for: octocat"));
+        assert!(!body(&all[0]).contains("pending publisher"));
+        assert!(
+            body(&all[8]).contains("dana added it as a pending publisher before the crate existed")
+        );
     }
 
     #[test]
