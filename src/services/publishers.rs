@@ -186,6 +186,8 @@ pub async fn delete<P: Provider>(app: &App, user: User, id: i64) -> AppResult<us
             Ok(revoked)
         })
         .await
+        // Revoked tokens stop reading a private registry here at once.
+        .inspect(|_| app.token_cache.clear())
 }
 
 /// The name of the crate of the config `id` of `P`, if there is one (to check an API token's
@@ -270,6 +272,7 @@ pub async fn revoke_exchanged_token(
             Ok((krate, token))
         })
         .await
+        .inspect(|_| app.token_cache.clear())
 }
 
 /// The configs of `P` of a crate `user` owns.

@@ -18,6 +18,7 @@ mod index;
 mod limits;
 mod metrics;
 mod pages;
+mod private;
 mod s3;
 mod scale_out;
 mod startup;

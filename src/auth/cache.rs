@@ -1,0 +1,146 @@
+//! Read credentials remembered for a few seconds, so that a private registry's hot path (cargo
+//! fetching index files, each request carrying its token) does not cost a database query per
+//! request.
+//!
+//! Only tokens that resolved as live are remembered, by the SHA-256 of the token (the database
+//! key), for at most [`TOKEN_CACHE_TTL`] and never past the token's own expiry. So a token
+//! revoked or expired elsewhere stops reading within that bound on every instance; the instance
+//! that revokes a token forgets everything at once ([`TokenCache::clear`], called by every
+//! revocation). The cache holds at most [`TOKEN_CACHE_ENTRIES`] tokens: when full, it starts
+//! afresh, which costs one query per token.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+
+/// How long a resolved token is believed without asking the database again.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The most tokens remembered at once.
+pub const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// When the database last said the token is live.
+    checked: Instant,
+    /// The token's own expiry (`None`: it does not expire).
+    expires_at: Option<NaiveDateTime>,
+}
+
+pub struct TokenCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::new(TOKEN_CACHE_TTL, TOKEN_CACHE_ENTRIES)
+    }
+}
+
+impl TokenCache {
+    pub fn new(ttl: Duration, capacity: usize) -> TokenCache {
+        TokenCache {
+            ttl,
+            capacity,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// True when the token with this hash was found live less than the TTL ago and has not
+    /// expired since.
+    pub fn is_live(&self, token_hash: &str, now: NaiveDateTime) -> bool {
+        let entries = match self.entries.read() {
+            Ok(entries) => entries,
+            // A panic while holding the lock: believe nothing.
+            Err(_) => return false,
+        };
+        entries.get(token_hash).is_some_and(|entry| {
+            entry.checked.elapsed() < self.ttl && entry.expires_at.is_none_or(|exp| exp > now)
+        })
+    }
+
+    /// Remembers that the database found the token live just now.
+    pub fn remember(&self, token_hash: String, expires_at: Option<NaiveDateTime>) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if entries.len() >= self.capacity && !entries.contains_key(&token_hash) {
+            let ttl = self.ttl;
+            entries.retain(|_, entry| entry.checked.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            token_hash,
+            Entry {
+                checked: Instant::now(),
+                expires_at,
+            },
+        );
+    }
+
+    /// Forgets every token: called on this instance whenever a token is revoked, so that the
+    /// revocation holds here at once.
+    pub fn clear(&self) {
+        match self.entries.write() {
+            Ok(mut entries) => entries.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().map_or(0, |entries| entries.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn now() -> NaiveDateTime {
+        chrono::Utc::now().naive_utc()
+    }
+
+    #[test]
+    fn a_remembered_token_is_believed_until_the_ttl_or_its_expiry() {
+        let cache = TokenCache::new(Duration::from_millis(200), 10);
+        assert!(!cache.is_live("a", now()));
+        cache.remember("a".to_owned(), None);
+        cache.remember("b".to_owned(), Some(now() + TimeDelta::seconds(60)));
+        cache.remember("c".to_owned(), Some(now() - TimeDelta::seconds(1)));
+        assert!(cache.is_live("a", now()));
+        assert!(cache.is_live("b", now()));
+        assert!(!cache.is_live("c", now()), "expired: refused at once");
+        assert!(!cache.is_live("b", now() + TimeDelta::seconds(61)));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            !cache.is_live("a", now()),
+            "older than the TTL: asked again"
+        );
+    }
+
+    #[test]
+    fn clearing_forgets_everything_and_the_size_is_bounded() {
+        let cache = TokenCache::new(Duration::from_secs(5), 3);
+        for hash in ["a", "b", "c"] {
+            cache.remember(hash.to_owned(), None);
+        }
+        assert_eq!(cache.len(), 3);
+        cache.remember("d".to_owned(), None);
+        assert!(cache.len() <= 3);
+        assert!(cache.is_live("d", now()));
+        cache.clear();
+        assert!(cache.is_empty());
+        assert!(!cache.is_live("d", now()));
+    }
+}

@@ -1,0 +1,632 @@
+//! A private registry (`WHARF_AUTH_REQUIRED=true`): what stays open, what needs a credential,
+//! which credentials read, and how fast a revoked token stops reading, on one instance and on
+//! another sharing the database.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::support::fake_idp::{FakeIdp, Provider};
+use crate::support::web_client::{WebClient, log_in};
+use crate::support::{CrateBuilder, TestApp, detail, index_path};
+
+pub async fn spawn_private() -> TestApp {
+    TestApp::builder()
+        .set("auth_required", "true")
+        .spawn()
+        .await
+}
+
+/// `GET path` with an optional `Authorization`, redirects not followed.
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let request = client.get(app.url(path));
+    let request = match token {
+        Some(token) => request.header("Authorization", token),
+        None => request,
+    };
+    request.send().await.expect("send")
+}
+
+/// Asserts the 401 cargo understands: the error shape and the `Cargo` challenge.
+async fn assert_challenged(app: &TestApp, response: reqwest::Response, what: &str) -> String {
+    assert_eq!(response.status(), 401, "{what}");
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(format!("Cargo login_url=\"{}/settings/tokens\"", app.base_url).as_str()),
+        "{what}"
+    );
+    let body: Value = response.json().await.expect("a JSON error");
+    let detail = detail(&body).to_owned();
+    assert!(detail.contains("private"), "{what}: {detail}");
+    detail
+}
+
+#[tokio::test]
+async fn anonymous_reads_get_cargos_challenge_and_any_token_reads() -> anyhow::Result<()> {
+    let app = spawn_private().await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("secret-sauce", "1.0.0"))
+        .await;
+    // A token of another user with one narrow scope still reads.
+    let reader = app.token_with("bob", &["yank"], &["nothing-*"]);
+
+    let (status, config) = app.get_json("/index/config.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(config["auth-required"], true);
+
+    let index = format!("/index/{}", index_path("secret-sauce"));
+    let download = "/api/v1/crates/secret-sauce/1.0.0/download";
+    for path in [
+        index.as_str(),
+        "/index/no/ne/nonexistent",
+        download,
+        "/api/v1/crates?q=secret",
+        "/api/v1/crates/secret-sauce",
+        "/api/v1/crates/secret-sauce/owners",
+        "/api/v1/no/such/call",
+    ] {
+        assert_challenged(&app, get(&app, path, None).await, path).await;
+        let detail = assert_challenged(
+            &app,
+            get(&app, path, Some("wharf_not_a_real_token")).await,
+            path,
+        )
+        .await;
+        assert!(detail.contains("invalid, revoked or expired"), "{detail}");
+    }
+    for token in [&owner, &reader] {
+        let response = get(&app, &index, Some(token)).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await?.contains("\"secret-sauce\""));
+        assert_eq!(get(&app, download, Some(token)).await.status(), 200);
+        assert_eq!(
+            get(&app, "/api/v1/crates/secret-sauce", Some(token))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            get(&app, "/index/no/ne/nonexistent", Some(token))
+                .await
+                .status(),
+            404
+        );
+    }
+    // `Bearer` works as everywhere else.
+    assert_eq!(
+        get(&app, &index, Some(&format!("Bearer {reader}")))
+            .await
+            .status(),
+        200
+    );
+
+    // Open: probing, logging in, config.json, the exchange (its ID token is the credential).
+    for path in ["/health", "/ready", "/login", "/static/wharf.css"] {
+        assert_eq!(get(&app, path, None).await.status(), 200, "{path}");
+    }
+    let (status, body) = app.exchange("not.a.jwt").await;
+    assert_eq!(status, 400, "the exchange judges the ID token: {body}");
+
+    // Pages send anonymous visitors to log in, and back.
+    for (path, next) in [
+        ("/", "%2F"),
+        ("/crates/secret-sauce", "%2Fcrates%2Fsecret-sauce"),
+        ("/search?q=x", "%2Fsearch%3Fq%3Dx"),
+        ("/me", "%2Fme"),
+    ] {
+        let response = get(&app, path, None).await;
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(
+            response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok()),
+            Some(format!("/login?next={next}").as_str()),
+            "{path}"
+        );
+    }
+    // A token is not a login for pages.
+    assert_eq!(get(&app, "/", Some(&owner)).await.status(), 303);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_open_registry_says_so_and_reads_anonymously() {
+    let app = TestApp::spawn().await;
+    let (status, config) = app.get_json("/index/config.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(config["auth-required"], false);
+    assert_eq!(get(&app, "/", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_logged_in_browser_reads_pages_and_downloads() -> anyhow::Result<()> {
+    let github = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_login(&github)
+        .github_idp(&github)
+        .set("auth_required", "true")
+        .spawn()
+        .await;
+    let token = app.token("alice");
+    app.publish_ok(&token, &CrateBuilder::new("inside", "0.1.0"))
+        .await;
+    let web = log_in(&app, "carol").await?;
+    assert_eq!(web.get("/").await?.status, 200);
+    assert_eq!(web.get("/crates/inside").await?.status, 200);
+    let download = web
+        .api(reqwest::Method::GET, "/api/v1/crates/inside/0.1.0/download")
+        .send()
+        .await?;
+    assert_eq!(download.status(), 200);
+    // After logging out, the copied cookie reads nothing.
+    let copy = web.copy();
+    let csrf = web.csrf_token().await?;
+    web.post_raw("/logout", &[("csrf_token", csrf.as_str())])
+        .await?;
+    assert_eq!(copy.get("/crates/inside").await?.status, 303);
+    let download = copy
+        .api(reqwest::Method::GET, "/api/v1/crates/inside/0.1.0/download")
+        .send()
+        .await?;
+    assert_eq!(download.status(), 401);
+    Ok(())
+}
+
+/// One row per route of `src/router.rs`: its scope and pattern as written there, the method, a
+/// concrete path, and what an anonymous request gets from a private registry.
+struct Route {
+    scope: &'static str,
+    pattern: &'static str,
+    method: reqwest::Method,
+    path: &'static str,
+    expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Allow-listed: the handler answers (anything but the guard's refusals).
+    Open,
+    /// 401 with the `Cargo` challenge.
+    Challenge,
+    /// 303 to `/login`.
+    Login,
+}
+
+#[tokio::test]
+async fn the_guard_covers_every_route_of_the_router() -> anyhow::Result<()> {
+    use Expect::{Challenge, Login, Open};
+    use reqwest::Method as M;
+    let app = spawn_private().await;
+    let api = "/api/v1";
+    let r = |scope, pattern, method, path, expect| Route {
+        scope,
+        pattern,
+        method,
+        path,
+        expect,
+    };
+    let routes = vec![
+        r("", "/health", M::GET, "/health", Open),
+        r("", "/ready", M::GET, "/ready", Open),
+        r("/index", "/config.json", M::GET, "/index/config.json", Open),
+        r("/index", "/{path:.+}", M::GET, "/index/3/a/abc", Challenge),
+        r(api, "/crates", M::GET, "/api/v1/crates?q=a", Challenge),
+        r(api, "/crates/new", M::PUT, "/api/v1/crates/new", Challenge),
+        r(
+            api,
+            "/crates/{name}",
+            M::GET,
+            "/api/v1/crates/abc",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}",
+            M::PATCH,
+            "/api/v1/crates/abc",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}/owners",
+            M::GET,
+            "/api/v1/crates/abc/owners",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}/owners",
+            M::PUT,
+            "/api/v1/crates/abc/owners",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}/owners",
+            M::DELETE,
+            "/api/v1/crates/abc/owners",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}/{version}/download",
+            M::GET,
+            "/api/v1/crates/abc/1.0.0/download",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}/{version}/yank",
+            M::DELETE,
+            "/api/v1/crates/abc/1.0.0/yank",
+            Challenge,
+        ),
+        r(
+            api,
+            "/crates/{name}/{version}/unyank",
+            M::PUT,
+            "/api/v1/crates/abc/1.0.0/unyank",
+            Challenge,
+        ),
+        r(
+            api,
+            "/trusted_publishing/tokens",
+            M::POST,
+            "/api/v1/trusted_publishing/tokens",
+            Open,
+        ),
+        r(
+            api,
+            "/trusted_publishing/tokens",
+            M::PUT,
+            "/api/v1/trusted_publishing/tokens",
+            Open,
+        ),
+        r(
+            api,
+            "/trusted_publishing/tokens",
+            M::DELETE,
+            "/api/v1/trusted_publishing/tokens",
+            Open,
+        ),
+        r(
+            api,
+            "/trusted_publishing/{kind}_configs",
+            M::GET,
+            "/api/v1/trusted_publishing/github_configs?crate=abc",
+            Challenge,
+        ),
+        r(
+            api,
+            "/trusted_publishing/{kind}_configs",
+            M::POST,
+            "/api/v1/trusted_publishing/github_configs",
+            Challenge,
+        ),
+        r(
+            api,
+            "/trusted_publishing/{kind}_configs/{id}",
+            M::DELETE,
+            "/api/v1/trusted_publishing/github_configs/1",
+            Challenge,
+        ),
+        r("", "/", M::GET, "/", Login),
+        r("", "/search", M::GET, "/search?q=a", Login),
+        r("", "/static/wharf.css", M::GET, "/static/wharf.css", Open),
+        r("", "/login", M::GET, "/login", Open),
+        r("", "/login/github", M::GET, "/login/github", Open),
+        r(
+            "",
+            "/login/github/callback",
+            M::GET,
+            "/login/github/callback",
+            Open,
+        ),
+        r("", "/logout", M::POST, "/logout", Login),
+        r("", "/me", M::GET, "/me", Login),
+        r(
+            "/me",
+            "/logout-everywhere",
+            M::POST,
+            "/me/logout-everywhere",
+            Login,
+        ),
+        r("/settings", "/tokens", M::GET, "/settings/tokens", Login),
+        r("/settings", "/tokens", M::POST, "/settings/tokens", Login),
+        r(
+            "/settings",
+            "/tokens/{id}/revoke",
+            M::POST,
+            "/settings/tokens/1/revoke",
+            Login,
+        ),
+        r("", "/crates/{name}", M::GET, "/crates/abc", Login),
+        r(
+            "",
+            "/crates/{name}/history",
+            M::GET,
+            "/crates/abc/history",
+            Login,
+        ),
+        r("", "/users/{login}", M::GET, "/users/alice", Login),
+        r(
+            "/crates/{name}/settings",
+            "",
+            M::GET,
+            "/crates/abc/settings",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/trustpub-only",
+            M::POST,
+            "/crates/abc/settings/trustpub-only",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/{kind}/{id}/remove",
+            M::GET,
+            "/crates/abc/settings/github/1/remove",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/{kind}/{id}/remove",
+            M::POST,
+            "/crates/abc/settings/github/1/remove",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/tokens/{id}/revoke",
+            M::POST,
+            "/crates/abc/settings/tokens/1/revoke",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/owners",
+            M::POST,
+            "/crates/abc/settings/owners",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/owners/remove",
+            M::POST,
+            "/crates/abc/settings/owners/remove",
+            Login,
+        ),
+        r(
+            "/crates/{name}/settings",
+            "/{kind}",
+            M::POST,
+            "/crates/abc/settings/github",
+            Login,
+        ),
+    ];
+
+    // The table covers every route of the router: a new route must be added here, and say
+    // whether it is open.
+    let router = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/router.rs"))?;
+    let declared = router.matches(".route(").count();
+    let covered: BTreeSet<_> = routes
+        .iter()
+        .map(|r| (r.scope, r.pattern, r.method.as_str().to_owned()))
+        .collect();
+    assert_eq!(covered.len(), routes.len(), "a route is listed twice");
+    assert_eq!(
+        covered.len(),
+        declared,
+        "src/router.rs declares {declared} routes, the guard table covers {}",
+        covered.len()
+    );
+    for route in &routes {
+        assert!(
+            router.contains(&format!("\"{}\"", route.pattern))
+                && router.contains(&format!("\"{}\"", route.scope)),
+            "{}{} is not a route of src/router.rs",
+            route.scope,
+            route.pattern
+        );
+    }
+    // The allow-list is exactly the open rows (and the unknown paths are private).
+    let open: BTreeSet<_> = routes
+        .iter()
+        .filter(|r| r.expect == Open)
+        .map(|r| {
+            (
+                r.method.as_str().to_owned(),
+                r.path.split('?').next().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for route in &routes {
+        let method = actix_web::http::Method::from_bytes(route.method.as_str().as_bytes())?;
+        let path = route.path.split('?').next().unwrap_or_default();
+        assert_eq!(
+            wharf::private::open_route(&method, path),
+            open.contains(&(route.method.as_str().to_owned(), path)),
+            "{} {path}",
+            route.method
+        );
+    }
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mut requests: Vec<(reqwest::Method, &str, Expect)> = routes
+        .iter()
+        .map(|r| (r.method.clone(), r.path, r.expect))
+        .collect();
+    requests.push((M::GET, "/api/v1/no/such/call", Challenge));
+    requests.push((M::GET, "/no/such/page", Login));
+    requests.push((M::HEAD, "/index/3/a/abc", Challenge));
+    requests.push((M::HEAD, "/", Login));
+    for (method, path, expect) in requests {
+        let response = client
+            .request(method.clone(), app.url(path))
+            .header("Content-Type", "application/json")
+            .body("{}")
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let challenged = response.headers().contains_key("www-authenticate");
+        let label = format!("{method} {path}: {status} {location}");
+        match expect {
+            Challenge => {
+                assert_eq!(status, 401, "{label}");
+                assert!(challenged, "{label}");
+            }
+            Login => {
+                assert_eq!(status, 303, "{label}");
+                assert!(location.starts_with("/login?next="), "{label}");
+            }
+            Open => {
+                assert_ne!(status, 401, "{label}");
+                assert!(!challenged, "{label}");
+                assert!(!location.starts_with("/login?"), "{label}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Revokes `token` (of `login`) through the token settings page.
+async fn revoke_in_settings(app: &TestApp, web: &WebClient, login: &str) -> anyhow::Result<()> {
+    let login = login.to_owned();
+    let id = app.app.db.blocking(move |conn| {
+        let user = wharf::models::User::by_login(conn, &login)?
+            .ok_or_else(|| wharf::errors::not_found("the user"))?;
+        let tokens = wharf::models::ApiToken::for_user(conn, user.id)?;
+        Ok(tokens
+            .first()
+            .ok_or_else(|| wharf::errors::not_found("a token"))?
+            .id)
+    })?;
+    let page = web
+        .post(&format!("/settings/tokens/{id}/revoke"), &[])
+        .await?;
+    anyhow::ensure!(page.status == 303, "revoke: {} {}", page.status, page.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_reading_at_once_here_and_within_seconds_on_another_instance()
+-> anyhow::Result<()> {
+    let github = FakeIdp::start(Provider::GitHub);
+    let first = TestApp::builder()
+        .github_login(&github)
+        .github_idp(&github)
+        .set("auth_required", "true")
+        .spawn()
+        .await;
+    let second = TestApp::builder()
+        .sharing_database_with(&first)
+        .set("auth_required", "true")
+        .spawn()
+        .await;
+    let token = first.token("alice");
+    first
+        .publish_ok(&token, &CrateBuilder::new("two-sides", "1.0.0"))
+        .await;
+    let index = format!("/index/{}", index_path("two-sides"));
+    // Both instances have the token in their caches now.
+    for app in [&first, &second] {
+        for _ in 0..3 {
+            assert_eq!(get(app, &index, Some(&token)).await.status(), 200);
+        }
+    }
+    assert!(!first.app.token_cache.is_empty());
+    assert!(!second.app.token_cache.is_empty());
+
+    let web = log_in(&first, "alice").await?;
+    revoke_in_settings(&first, &web, "alice").await?;
+    let revoked_at = Instant::now();
+    assert_challenged(
+        &first,
+        get(&first, &index, Some(&token)).await,
+        "revoking instance",
+    )
+    .await;
+    loop {
+        let status = get(&second, &index, Some(&token)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_millis(5_500),
+            "the other instance still reads with a token revoked {:?} ago",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_exchanged_token_reads_until_it_is_revoked() -> anyhow::Result<()> {
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_idp(&idp)
+        .set("auth_required", "true")
+        .spawn()
+        .await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("tp-reader", "1.0.0"))
+        .await;
+    app.publish_ok(&owner, &CrateBuilder::new("tp-other", "1.0.0"))
+        .await;
+    app.add_github_config(&owner, "tp-reader", None).await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 200, "{body}");
+    let tp = body["token"].as_str().context("a token")?.to_owned();
+
+    // It reads everything a reader may (the verification build resolves any dependency).
+    for name in ["tp-reader", "tp-other"] {
+        let index = format!("/index/{}", index_path(name));
+        assert_eq!(get(&app, &index, Some(&tp)).await.status(), 200);
+        let download = format!("/api/v1/crates/{name}/1.0.0/download");
+        assert_eq!(get(&app, &download, Some(&tp)).await.status(), 200);
+    }
+    // Still only publishes: yanking is refused as before.
+    let yank = app
+        .client
+        .delete(app.url("/api/v1/crates/tp-reader/1.0.0/yank"))
+        .header("Authorization", &tp)
+        .send()
+        .await?;
+    assert_eq!(yank.status(), 403);
+
+    let revoke = app
+        .client
+        .delete(app.url("/api/v1/trusted_publishing/tokens"))
+        .header("Authorization", &tp)
+        .send()
+        .await?;
+    assert_eq!(revoke.status(), 204);
+    let index = format!("/index/{}", index_path("tp-reader"));
+    assert_challenged(&app, get(&app, &index, Some(&tp)).await, "revoked").await;
+    Ok(())
+}
