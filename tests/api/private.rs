@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::credential_provider::provider_binary;
+use crate::e2e_cargo::{Cargo, write_package};
 use crate::support::fake_idp::{FakeIdp, Provider};
 use crate::support::web_client::{WebClient, log_in};
 use crate::support::{CrateBuilder, TestApp, detail, index_path};
@@ -628,5 +630,176 @@ async fn an_exchanged_token_reads_until_it_is_revoked() -> anyhow::Result<()> {
     assert_eq!(revoke.status(), 204);
     let index = format!("/index/{}", index_path("tp-reader"));
     assert_challenged(&app, get(&app, &index, Some(&tp)).await, "revoked").await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real cargo
+
+/// A package whose only dependency, `priv-base`, lives in the registry `wharf`.
+fn write_dependent(dir: &std::path::Path, name: &str, version: &str) -> anyhow::Result<()> {
+    write_package(
+        dir,
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\nlicense = \"MIT\"\ndescription = \"depends on a private crate\"\n\n[dependencies]\npriv-base = {{ version = \"1\", registry = \"wharf\" }}\n"
+        ),
+        "pub fn answer() -> u32 {\n    priv_base::hello();\n    42\n}\n",
+    )
+}
+
+/// Publishes `priv-base` 1.0.0 through the API.
+async fn publish_base(app: &TestApp, token: &str) {
+    // Its `src/lib.rs` has `pub fn hello() {}`.
+    let base = CrateBuilder::new("priv-base", "1.0.0");
+    app.publish_ok(token, &base).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cargo_with_a_token_builds_private_dependencies_and_without_one_is_told_to_log_in()
+-> anyhow::Result<()> {
+    let app = spawn_private().await;
+    let token = app.token("alice");
+    publish_base(&app, &token).await;
+    let root = tempfile::tempdir()?;
+
+    // Anonymous: cargo's own message, naming the registry and how to log in.
+    let anonymous = Cargo::new(root.path(), &app, None)?;
+    let user = root.path().join("user");
+    write_package(
+        &user,
+        "[package]\nname = \"priv-user\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\npriv-base = { version = \"1\", registry = \"wharf\" }\n",
+        "fn main() {\n    priv_base::hello();\n    println!(\"answer=42\");\n}\n",
+    )?;
+    let mut command = anonymous.command(&user, &["run", "--quiet"]);
+    command.env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", "cargo:token");
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no token found for `wharf`, please run `cargo login --registry wharf`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("CARGO_REGISTRIES_WHARF_TOKEN"), "{stderr}");
+
+    // A revoked-looking token: cargo says the registry rejected it.
+    let mut command = anonymous.command(&user, &["run", "--quiet"]);
+    command
+        .env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", "cargo:token")
+        .env("CARGO_REGISTRIES_WHARF_TOKEN", "wharf_revoked_or_made_up");
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("token rejected for `wharf`"), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+
+    // With an API token through `cargo:token`: resolves, downloads, builds, and publishes a
+    // crate with a private dependency (whose verification build resolves it too).
+    let reader = Cargo::new(&root.path().join("reader"), &app, Some(token))?;
+    let mut command = reader.command(&user, &["run", "--quiet"]);
+    command.env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", "cargo:token");
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    assert!(
+        output.status.success(),
+        "cargo run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "answer=42");
+
+    let mid = root.path().join("mid");
+    write_dependent(&mid, "priv-mid", "1.0.0")?;
+    let mut command = reader.command(&mid, &["publish", "--registry", "wharf"]);
+    command.env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", "cargo:token");
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    assert!(
+        output.status.success(),
+        "cargo publish failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, _) = app
+        .get_json_with(
+            "/api/v1/crates/priv-mid",
+            reader.token.as_deref().unwrap_or_default(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ci_job_publishes_a_crate_with_private_dependencies_through_the_credential_provider()
+-> anyhow::Result<()> {
+    let provider = provider_binary();
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_idp(&idp)
+        .set("auth_required", "true")
+        .spawn()
+        .await;
+    let owner = app.token("alice");
+    publish_base(&app, &owner).await;
+    let app_crate = CrateBuilder::new("priv-app", "0.1.0");
+    app.publish_ok(&owner, &app_crate).await;
+    app.add_github_config(&owner, "priv-app", None).await;
+
+    let root = tempfile::tempdir()?;
+    // No API token anywhere: only the provider.
+    let cargo = Cargo::new(root.path(), &app, None)?;
+    let pkg = root.path().join("pkg");
+    write_dependent(&pkg, "priv-app", "0.2.0")?;
+    let runner_temp = root.path().join("runner-temp");
+    std::fs::create_dir_all(&runner_temp)?;
+    let ci = |args: &[&str]| {
+        let mut command = cargo.command(&pkg, args);
+        command
+            .env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", &provider)
+            .env("GITHUB_ACTIONS", "true")
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", idp.id_token_request_url())
+            .env(
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                idp.id_token_request_token(),
+            )
+            .env("RUNNER_TEMP", &runner_temp);
+        command
+    };
+    let live_tokens = || {
+        app.app.db.blocking(|conn| {
+            use diesel::prelude::*;
+            Ok(wharf::schema::trustpub_tokens::table
+                .count()
+                .get_result::<i64>(conn)?)
+        })
+    };
+
+    let mut publish = ci(&["publish", "--registry", "wharf"]);
+    let output = tokio::task::spawn_blocking(move || publish.output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "cargo publish failed: {stderr}");
+    assert_eq!(
+        idp.id_token_requests().len(),
+        1,
+        "one exchange for the whole command (read, verification build, upload): {stderr}"
+    );
+    assert_eq!(live_tokens()?, 1);
+    let (_, info) = app.get_json_with("/api/v1/crates/priv-app", &owner).await;
+    assert_eq!(info["versions"][0]["num"], "0.2.0");
+    assert_eq!(info["versions"][0]["trustpub"]["provider"], "github");
+
+    // The next cargo command in the job revokes it, and reads with a token of its own.
+    let mut fetch = ci(&["fetch"]);
+    let output = tokio::task::spawn_blocking(move || fetch.output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "cargo fetch failed: {stderr}");
+    assert!(
+        stderr.contains("revoked 1 Trusted Publishing token"),
+        "{stderr}"
+    );
+    assert_eq!(idp.id_token_requests().len(), 2);
+    assert_eq!(live_tokens()?, 1);
+
+    // `cargo logout` revokes the last one.
+    let mut logout = ci(&["logout", "--registry", "wharf"]);
+    let output = tokio::task::spawn_blocking(move || logout.output()).await??;
+    assert!(output.status.success());
+    assert_eq!(live_tokens()?, 0);
     Ok(())
 }
