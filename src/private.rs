@@ -65,10 +65,10 @@ pub fn open_route(method: &Method, path: &str) -> bool {
 pub fn access(method: &Method, path: &str) -> Access {
     if open_route(method, path) {
         Access::Open
-    } else if ["/api", "/index"]
-        .iter()
-        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
-    {
+    } else if ["/api", "/index"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }) {
         Access::Api
     } else {
         Access::Page

@@ -3,7 +3,7 @@
 //! request.
 //!
 //! Only tokens that resolved as live are remembered, by the SHA-256 of the token (the database
-//! key), for at most [`TOKEN_CACHE_TTL`] and never past the token's own expiry. So a token
+//! keeps it hex-encoded), for at most [`TOKEN_CACHE_TTL`] and never past the token's own expiry. So a token
 //! revoked or expired elsewhere stops reading within that bound on every instance; the instance
 //! that revokes a token forgets everything at once ([`TokenCache::clear`], called by every
 //! revocation). The cache holds at most [`TOKEN_CACHE_ENTRIES`] tokens: when full, it starts
@@ -14,6 +14,9 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
+
+/// The SHA-256 of a token.
+pub type TokenDigest = [u8; 32];
 
 /// How long a resolved token is believed without asking the database again.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -32,7 +35,7 @@ struct Entry {
 pub struct TokenCache {
     ttl: Duration,
     capacity: usize,
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: RwLock<HashMap<TokenDigest, Entry>>,
 }
 
 impl Default for TokenCache {
@@ -52,7 +55,7 @@ impl TokenCache {
 
     /// True when the token with this hash was found live less than the TTL ago and has not
     /// expired since.
-    pub fn is_live(&self, token_hash: &str, now: NaiveDateTime) -> bool {
+    pub fn is_live(&self, token_hash: &TokenDigest, now: NaiveDateTime) -> bool {
         let entries = match self.entries.read() {
             Ok(entries) => entries,
             // A panic while holding the lock: believe nothing.
@@ -64,7 +67,7 @@ impl TokenCache {
     }
 
     /// Remembers that the database found the token live just now.
-    pub fn remember(&self, token_hash: String, expires_at: Option<NaiveDateTime>) {
+    pub fn remember(&self, token_hash: TokenDigest, expires_at: Option<NaiveDateTime>) {
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
@@ -107,6 +110,12 @@ mod tests {
     use super::*;
     use chrono::TimeDelta;
 
+    fn digest(name: &str) -> TokenDigest {
+        let mut digest = [0; 32];
+        digest[..name.len()].copy_from_slice(name.as_bytes());
+        digest
+    }
+
     fn now() -> NaiveDateTime {
         chrono::Utc::now().naive_utc()
     }
@@ -114,17 +123,20 @@ mod tests {
     #[test]
     fn a_remembered_token_is_believed_until_the_ttl_or_its_expiry() {
         let cache = TokenCache::new(Duration::from_millis(200), 10);
-        assert!(!cache.is_live("a", now()));
-        cache.remember("a".to_owned(), None);
-        cache.remember("b".to_owned(), Some(now() + TimeDelta::seconds(60)));
-        cache.remember("c".to_owned(), Some(now() - TimeDelta::seconds(1)));
-        assert!(cache.is_live("a", now()));
-        assert!(cache.is_live("b", now()));
-        assert!(!cache.is_live("c", now()), "expired: refused at once");
-        assert!(!cache.is_live("b", now() + TimeDelta::seconds(61)));
+        assert!(!cache.is_live(&digest("a"), now()));
+        cache.remember(digest("a"), None);
+        cache.remember(digest("b"), Some(now() + TimeDelta::seconds(60)));
+        cache.remember(digest("c"), Some(now() - TimeDelta::seconds(1)));
+        assert!(cache.is_live(&digest("a"), now()));
+        assert!(cache.is_live(&digest("b"), now()));
+        assert!(
+            !cache.is_live(&digest("c"), now()),
+            "expired: refused at once"
+        );
+        assert!(!cache.is_live(&digest("b"), now() + TimeDelta::seconds(61)));
         std::thread::sleep(Duration::from_millis(250));
         assert!(
-            !cache.is_live("a", now()),
+            !cache.is_live(&digest("a"), now()),
             "older than the TTL: asked again"
         );
     }
@@ -133,14 +145,14 @@ mod tests {
     fn clearing_forgets_everything_and_the_size_is_bounded() {
         let cache = TokenCache::new(Duration::from_secs(5), 3);
         for hash in ["a", "b", "c"] {
-            cache.remember(hash.to_owned(), None);
+            cache.remember(digest(hash), None);
         }
         assert_eq!(cache.len(), 3);
-        cache.remember("d".to_owned(), None);
+        cache.remember(digest("d"), None);
         assert!(cache.len() <= 3);
-        assert!(cache.is_live("d", now()));
+        assert!(cache.is_live(&digest("d"), now()));
         cache.clear();
         assert!(cache.is_empty());
-        assert!(!cache.is_live("d", now()));
+        assert!(!cache.is_live(&digest("d"), now()));
     }
 }
