@@ -6,11 +6,13 @@
 //! keeps it hex-encoded), for at most [`TOKEN_CACHE_TTL`] and never past the token's own expiry. So a token
 //! revoked or expired elsewhere stops reading within that bound on every instance; the instance
 //! that revokes a token forgets everything at once ([`TokenCache::clear`], called by every
-//! revocation). The cache holds at most [`TOKEN_CACHE_ENTRIES`] tokens: when full, it starts
+//! revocation), and a look-up that was already under way when it did so is not remembered (the
+//! generation it started at is gone), so it cannot put the revoked token back. The cache holds at most [`TOKEN_CACHE_ENTRIES`] tokens: when full, it starts
 //! afresh, which costs one query per token.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
@@ -36,6 +38,8 @@ pub struct TokenCache {
     ttl: Duration,
     capacity: usize,
     entries: RwLock<HashMap<TokenDigest, Entry>>,
+    /// Incremented by every [`TokenCache::clear`] (under the write lock).
+    generation: AtomicU64,
 }
 
 impl Default for TokenCache {
@@ -50,6 +54,7 @@ impl TokenCache {
             ttl,
             capacity,
             entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -66,11 +71,25 @@ impl TokenCache {
         })
     }
 
-    /// Remembers that the database found the token live just now.
-    pub fn remember(&self, token_hash: TokenDigest, expires_at: Option<NaiveDateTime>) {
+    /// Taken before a look-up in the database, and handed to [`TokenCache::remember`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Remembers that the database found the token live in a look-up that started at
+    /// `generation`; forgotten at once if the cache was cleared since.
+    pub fn remember(
+        &self,
+        token_hash: TokenDigest,
+        expires_at: Option<NaiveDateTime>,
+        generation: u64,
+    ) {
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if entries.len() >= self.capacity && !entries.contains_key(&token_hash) {
             let ttl = self.ttl;
             entries.retain(|_, entry| entry.checked.elapsed() < ttl);
@@ -90,10 +109,12 @@ impl TokenCache {
     /// Forgets every token: called on this instance whenever a token is revoked, so that the
     /// revocation holds here at once.
     pub fn clear(&self) {
-        match self.entries.write() {
-            Ok(mut entries) => entries.clear(),
-            Err(poisoned) => poisoned.into_inner().clear(),
-        }
+        let mut entries = match self.entries.write() {
+            Ok(entries) => entries,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -124,9 +145,9 @@ mod tests {
     fn a_remembered_token_is_believed_until_the_ttl_or_its_expiry() {
         let cache = TokenCache::new(Duration::from_millis(200), 10);
         assert!(!cache.is_live(&digest("a"), now()));
-        cache.remember(digest("a"), None);
-        cache.remember(digest("b"), Some(now() + TimeDelta::seconds(60)));
-        cache.remember(digest("c"), Some(now() - TimeDelta::seconds(1)));
+        cache.remember(digest("a"), None, 0);
+        cache.remember(digest("b"), Some(now() + TimeDelta::seconds(60)), 0);
+        cache.remember(digest("c"), Some(now() - TimeDelta::seconds(1)), 0);
         assert!(cache.is_live(&digest("a"), now()));
         assert!(cache.is_live(&digest("b"), now()));
         assert!(
@@ -145,14 +166,25 @@ mod tests {
     fn clearing_forgets_everything_and_the_size_is_bounded() {
         let cache = TokenCache::new(Duration::from_secs(5), 3);
         for hash in ["a", "b", "c"] {
-            cache.remember(digest(hash), None);
+            cache.remember(digest(hash), None, 0);
         }
         assert_eq!(cache.len(), 3);
-        cache.remember(digest("d"), None);
+        cache.remember(digest("d"), None, 0);
         assert!(cache.len() <= 3);
         assert!(cache.is_live(&digest("d"), now()));
         cache.clear();
         assert!(cache.is_empty());
         assert!(!cache.is_live(&digest("d"), now()));
+    }
+
+    #[test]
+    fn a_look_up_that_started_before_a_clear_is_not_remembered() {
+        let cache = TokenCache::new(Duration::from_secs(5), 10);
+        let before = cache.generation();
+        cache.clear();
+        cache.remember(digest("revoked"), None, before);
+        assert!(!cache.is_live(&digest("revoked"), now()));
+        cache.remember(digest("fresh"), None, cache.generation());
+        assert!(cache.is_live(&digest("fresh"), now()));
     }
 }

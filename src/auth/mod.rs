@@ -192,6 +192,7 @@ pub async fn may_read(app: &App, raw: &RawToken) -> AppResult<bool> {
     }
     let trustpub = raw.is_trustpub();
     let key = hex::encode(digest);
+    let generation = app.token_cache.generation();
     let live = app
         .db
         .run(move |conn| {
@@ -224,7 +225,7 @@ pub async fn may_read(app: &App, raw: &RawToken) -> AppResult<bool> {
         .await?;
     Ok(match live {
         Some(expires_at) => {
-            app.token_cache.remember(digest, expires_at);
+            app.token_cache.remember(digest, expires_at, generation);
             true
         }
         None => false,
