@@ -13,6 +13,12 @@
 //! cargo to learn that the registry is private, and the Trusted Publishing exchange (whose ID
 //! token is its credential; the revocation carries the token it revokes). Whatever else the
 //! router gains is private by default.
+//!
+//! One exception to the open `config.json`: cargo itself asking for it without a token (its
+//! sparse requests carry `cargo-protocol`) gets the 401 and its challenge. That is RFC 3139's
+//! probe: cargo asks again at once with its token, and remembers the challenge's `login_url`,
+//! which `cargo login` shows ("please paste the token found on … below"). Everyone else (browsers,
+//! probes, the credential provider) reads it without a credential.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -88,6 +94,13 @@ pub async fn require_credential(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let refusal = match access(req.method(), req.path()) {
+        Access::Open if anonymous_cargo_probe(&req) => Some(unauthorized(
+            app.config.base_url(),
+            &format!(
+                "this registry is private: cargo needs a token for it (create one at {}{LOGIN_PATH})",
+                app.config.base_url()
+            ),
+        )),
         Access::Open => None,
         Access::Api => api_refusal(&app, &req).await,
         Access::Page => page_refusal(&req).await,
@@ -97,6 +110,15 @@ pub async fn require_credential(
         Some(response) => Ok(req.into_response(response).map_into_right_body()),
     }
 }
+
+/// Cargo asking for `config.json` without a token (see the module's documentation).
+fn anonymous_cargo_probe(req: &ServiceRequest) -> bool {
+    req.path() == CONFIG_JSON
+        && req.headers().contains_key("cargo-protocol")
+        && !req.headers().contains_key(header::AUTHORIZATION)
+}
+
+const CONFIG_JSON: &str = "/index/config.json";
 
 /// `None` when the API or index request carries a credential, else the 401 (or the error that
 /// kept it from being checked).

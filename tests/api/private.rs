@@ -68,6 +68,20 @@ async fn anonymous_reads_get_cargos_challenge_and_any_token_reads() -> anyhow::R
     assert_eq!(status, 200);
     assert_eq!(config["auth-required"], true);
 
+    // Cargo itself probing without a token is told how to log in (RFC 3139); with one it reads.
+    let probe = |token: Option<&str>| {
+        let request = app
+            .client
+            .get(app.url("/index/config.json"))
+            .header("cargo-protocol", "version=1");
+        match token {
+            Some(token) => request.header("Authorization", token.to_owned()),
+            None => request,
+        }
+    };
+    assert_challenged(&app, probe(None).send().await?, "cargo's probe").await;
+    assert_eq!(probe(Some(&owner)).send().await?.status(), 200);
+
     let index = format!("/index/{}", index_path("secret-sauce"));
     let download = "/api/v1/crates/secret-sauce/1.0.0/download";
     for path in [
@@ -673,6 +687,25 @@ async fn cargo_with_a_token_builds_private_dependencies_and_without_one_is_told_
         "{stderr}"
     );
     assert!(stderr.contains("CARGO_REGISTRIES_WHARF_TOKEN"), "{stderr}");
+
+    // `cargo login` names the page where the token is made.
+    let mut command = anonymous.command(&user, &["login", "--registry", "wharf"]);
+    command
+        .env("CARGO_REGISTRIES_WHARF_CREDENTIAL_PROVIDER", "cargo:token")
+        .stdin(std::process::Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "please paste the token found on {}/settings/tokens below",
+            app.base_url
+        )),
+        "{said}"
+    );
 
     // A revoked-looking token: cargo says the registry rejected it.
     let mut command = anonymous.command(&user, &["run", "--quiet"]);
