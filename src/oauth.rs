@@ -94,9 +94,8 @@ pub fn start(config: &Config) -> anyhow::Result<LoginStart> {
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     /// `WHARF_GITHUB_ALLOWED_ORGS` is set and the account is an active member of none of them.
-    #[error("{}", not_a_member(.login, .orgs, .pending))]
+    #[error("{}", not_a_member(.orgs, .pending))]
     NotAMember {
-        login: String,
         /// The allowed organisations.
         orgs: Vec<String>,
         /// Those of them whose invitation the user has not accepted yet.
@@ -107,10 +106,10 @@ pub enum LoginError {
     GitHub(#[from] anyhow::Error),
 }
 
-fn not_a_member(login: &str, orgs: &[String], pending: &[String]) -> String {
+fn not_a_member(orgs: &[String], pending: &[String]) -> String {
     let list = orgs.join(", ");
     let mut message = format!(
-        "Logging in to this registry is limited to active members of the GitHub organisation{} {list}, and GitHub does not list `{login}` as an active member of {}.",
+        "Logging in to this registry is limited to active members of the GitHub organisation{} {list}, and GitHub does not list the account you signed in with as an active member of {}.",
         if orgs.len() == 1 { "" } else { "s" },
         if orgs.len() == 1 { "it" } else { "any of them" },
     );
@@ -128,7 +127,7 @@ fn not_a_member(login: &str, orgs: &[String], pending: &[String]) -> String {
 }
 
 /// Exchanges the code (with the PKCE verifier) for an access token and reads the user; with
-/// `WHARF_GITHUB_ALLOWED_ORGS`, also checks that the user is an active member of one of them.
+/// `WHARF_GITHUB_ALLOWED_ORGS`, first checks that the user is an active member of one of them.
 pub async fn finish(
     config: &Config,
     http: &reqwest::Client,
@@ -144,10 +143,10 @@ pub async fn finish(
         .map_err(|e| anyhow::anyhow!("GitHub refused the login code: {e}"))?;
     let access_token = token.access_token().secret();
     let api = config.github.api_url.as_str().trim_end_matches('/');
+    check_membership(config, http, access_token).await?;
     let mut user: GitHubUser = github_get(http, &format!("{api}/user"), access_token)
         .await
         .context("cannot read the GitHub user")?;
-    check_membership(config, http, access_token, &user.login).await?;
     if user.email.is_none() {
         // Optional: a failure here leaves the email empty.
         if let Ok(emails) =
@@ -170,7 +169,6 @@ async fn check_membership(
     config: &Config,
     http: &reqwest::Client,
     access_token: &str,
-    login: &str,
 ) -> Result<(), LoginError> {
     #[derive(Deserialize)]
     struct Membership {
@@ -207,7 +205,6 @@ async fn check_membership(
         }
     }
     Err(LoginError::NotAMember {
-        login: login.to_owned(),
         orgs: orgs.clone(),
         pending,
     })
