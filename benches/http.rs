@@ -4,6 +4,8 @@
 //!
 //! - the hot index file (GET, and the revalidation with `If-None-Match`);
 //! - a `.crate` download;
+//! - the hot index file of a private registry (`WHARF_AUTH_REQUIRED=true`, cargo's token in
+//!   `Authorization`) against the same file from an open one, authentication on vs off;
 //!
 //! plus the server's resident memory: idle after start, and its peak after the whole run
 //! (which includes a burst of concurrent publishes of a 1 MiB crate).
@@ -145,6 +147,7 @@ async fn run(backend: &Backend) -> anyhow::Result<()> {
         }
     }
     let after = server.memory()?;
+    auth_on_vs_off(backend, &index, &server.url(&index)).await?;
     println!(
         "resident memory: idle {:.1} MB after start, {:.1} MB now, peak {:.1} MB (after the loads and {BURST_PUBLISHES} concurrent publishes of a {} KiB crate)",
         mb(idle.0),
@@ -213,16 +216,70 @@ async fn wait_until_up(url: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Rounds of the authentication on/off comparison; the median of each is printed, so that a
+/// neighbour's burst of CPU use on a shared machine does not decide the ratio.
+const AUTH_ROUNDS: usize = 3;
+
+/// The hot index file with authentication on (a private registry; every request carries an
+/// API token, as cargo sends it) against the same file from the open registry at `open_url`,
+/// measured in alternation.
+async fn auth_on_vs_off(backend: &Backend, index: &str, open_url: &str) -> anyhow::Result<()> {
+    let private = WharfProcess::start_with(backend, &[("auth_required", "true")]).await?;
+    let token = private.token("bench")?;
+    let client = reqwest::Client::new();
+    for i in 0..HOT_VERSIONS {
+        private
+            .publish(
+                &client,
+                &token,
+                CrateBuilder::new("hot-crate", &format!("1.0.{i}")).publish_body(),
+            )
+            .await?;
+    }
+    let anonymous = client.get(private.url(index)).send().await?.status();
+    if anonymous != 401 {
+        bail!("the private registry answered {anonymous} to an anonymous index request");
+    }
+    let authorization = [format!("Authorization: {token}")];
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..AUTH_ROUNDS {
+        off.push(wrk(open_url, None)?);
+        on.push(wrk_with(&private.url(index), &authorization)?);
+    }
+    let (private_rps, open_rps) = (median(on), median(off));
+    println!(
+        "  {:<42} {private_rps:>9.0} / {open_rps:>9.0} = {:.2} (authentication on / off, median of {AUTH_ROUNDS}; target at least 0.90)",
+        "hot index file, private registry",
+        private_rps / open_rps
+    );
+    private.stop()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
 /// Requests per second that `wrk` reports for `url`.
 fn wrk(url: &str, if_none_match: Option<&str>) -> anyhow::Result<f64> {
+    let headers: Vec<String> = if_none_match
+        .map(|etag| format!("If-None-Match: {etag}"))
+        .into_iter()
+        .collect();
+    wrk_with(url, &headers)
+}
+
+/// Requests per second that `wrk` reports for `url`, sending `headers` (`Name: value`).
+fn wrk_with(url: &str, headers: &[String]) -> anyhow::Result<f64> {
     let mut command = Command::new(which("wrk").context("wrk")?);
     command.args([
         format!("-t{WRK_THREADS}"),
         format!("-c{WRK_CONNECTIONS}"),
         format!("-d{WRK_DURATION}"),
     ]);
-    if let Some(etag) = if_none_match {
-        command.args(["-H", &format!("If-None-Match: {etag}")]);
+    for header in headers {
+        command.args(["-H", header]);
     }
     let output = command.arg(url).output().context("running wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -246,6 +303,11 @@ struct WharfProcess {
 
 impl WharfProcess {
     async fn start(backend: &Backend) -> anyhow::Result<Self> {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// [`WharfProcess::start`] with more settings (`key`, value).
+    async fn start_with(backend: &Backend, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let port = free_port()?;
         let mut pairs = vec![
@@ -253,6 +315,7 @@ impl WharfProcess {
             ("data_dir", data_dir.path().to_string_lossy().into_owned()),
             ("log", "warn".to_owned()),
         ];
+        pairs.extend(extra.iter().map(|(key, value)| (*key, (*value).to_owned())));
         let postgres = match backend {
             Backend::Sqlite => None,
             Backend::Postgres { admin_url } => {

@@ -2,7 +2,8 @@
 # Runs Wharf's benchmarks, which print figures and assert nothing: the registry bench (index
 # reads, publish latency, growth to 10,000 versions), the Trusted Publishing bench (token
 # exchange vs verification alone) and the HTTP bench (the wharf binary against nginx serving
-# the same bytes, with wrk -t2 -c50; resident memory). They run on SQLite; when PostgreSQL is
+# the same bytes, with wrk -t2 -c50; resident memory; the hot index file of a private registry,
+# authentication on vs off, with the ratio). They run on SQLite; when PostgreSQL is
 # installed (as scripts/test.sh installs it), a throwaway PostgreSQL is started on 127.0.0.1
 # and each bench runs on it too. nginx and wrk are installed with apt-get when missing.
 # docs/performance.md explains the figures.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::auth::cache::TokenCache;
 use crate::config::Config;
 use crate::db::Database;
 use crate::errors::{AppResult, internal, service_unavailable};
@@ -34,6 +35,9 @@ pub struct App {
     pub index_cache: Arc<IndexCache>,
     /// Small, hot `.crate` files in memory.
     pub download_cache: DownloadCache,
+    /// Tokens found live in the last few seconds, for a private registry's reads
+    /// ([`crate::auth::may_read`]); cleared on every revocation made here.
+    pub token_cache: TokenCache,
 }
 
 /// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
@@ -104,6 +108,7 @@ impl App {
         Ok(Self {
             index_cache,
             download_cache,
+            token_cache: TokenCache::default(),
             config,
             db,
             storage,

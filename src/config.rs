@@ -56,6 +56,8 @@ const KEYS: &[&str] = &[
     "github_client_secret",
     "github_url",
     "github_api_url",
+    "github_allowed_orgs",
+    "auth_required",
     "trustpub_audience",
     "trustpub_token_ttl",
     "pending_publisher_ttl",
@@ -94,6 +96,8 @@ pub struct Config {
     /// How long a login lasts (checked by the server; the cookie expires with it).
     pub session_ttl: Duration,
     pub github: GitHubConfig,
+    /// `WHARF_AUTH_REQUIRED`: a private registry, where reading needs a credential too.
+    pub auth_required: bool,
     pub trustpub: TrustpubConfig,
     pub limits: Limits,
     /// The metadata fields every new version must carry (`WHARF_REQUIRED_METADATA`).
@@ -177,6 +181,9 @@ pub struct GitHubConfig {
     pub oauth: Option<GitHubOAuth>,
     pub url: Url,
     pub api_url: Url,
+    /// `WHARF_GITHUB_ALLOWED_ORGS`: only active members of these organisations may log in;
+    /// empty: any GitHub account may.
+    pub allowed_orgs: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -273,6 +280,8 @@ impl fmt::Debug for Config {
             .field("database", &self.database.backend_name())
             .field("storage", &self.storage)
             .field("github_login", &self.github.oauth.is_some())
+            .field("github_allowed_orgs", &self.github.allowed_orgs)
+            .field("auth_required", &self.auth_required)
             .field("trustpub", &self.trustpub)
             .field("limits", &self.limits)
             .field("rate_limits", &self.rate_limits)
@@ -466,6 +475,14 @@ impl Config {
                 raw.get("github_api_url")
                     .unwrap_or("https://api.github.com"),
             )?,
+            allowed_orgs: allowed_orgs(raw.get("github_allowed_orgs").unwrap_or_default())?,
+        };
+        let auth_required = match raw.get("auth_required").map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => bail!(
+                "WHARF_AUTH_REQUIRED must be `true` (a private registry: reading needs a credential) or `false`, not `{other}`"
+            ),
         };
 
         let audience = match raw.get("trustpub_audience") {
@@ -614,6 +631,7 @@ impl Config {
             session_key,
             session_ttl,
             github,
+            auth_required,
             trustpub: TrustpubConfig {
                 audience,
                 audience_derived,
@@ -651,6 +669,32 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// `WHARF_GITHUB_ALLOWED_ORGS`: comma-separated GitHub organisation names (letters, digits and
+/// single inner hyphens, at most 39 characters, as GitHub allows), without duplicates.
+fn allowed_orgs(value: &str) -> anyhow::Result<Vec<String>> {
+    let mut orgs: Vec<String> = Vec::new();
+    for org in value
+        .split(',')
+        .map(str::trim)
+        .filter(|org| !org.is_empty())
+    {
+        let valid = org.len() <= 39
+            && org.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !org.starts_with('-')
+            && !org.ends_with('-')
+            && !org.contains("--");
+        if !valid {
+            bail!(
+                "WHARF_GITHUB_ALLOWED_ORGS: `{org}` is not a GitHub organisation name (letters, digits and single hyphens, at most 39 characters); list names separated by commas, such as acme,acme-labs"
+            );
+        }
+        if !orgs.iter().any(|known| known.eq_ignore_ascii_case(org)) {
+            orgs.push(org.to_owned());
+        }
+    }
+    Ok(orgs)
 }
 
 /// The default limits: generous enough for CI bursts (a workspace of many crates released by
@@ -1303,6 +1347,35 @@ mod tests {
         let config = Config::from_settings(&raw)?;
         assert_eq!(config.bind.port(), 9001);
         assert_eq!(config.limits.max_crate_size, 1024 * 1024);
+        Ok(())
+    }
+
+    #[test]
+    fn a_private_registry_and_allowed_orgs_are_checked() -> anyhow::Result<()> {
+        let open = config(&[])?;
+        assert!(!open.auth_required);
+        assert!(open.github.allowed_orgs.is_empty());
+
+        let private = config(&[
+            ("auth_required", "true"),
+            ("github_allowed_orgs", " acme, acme-labs ,ACME,"),
+        ])?;
+        assert!(private.auth_required);
+        assert_eq!(private.github.allowed_orgs, ["acme", "acme-labs"]);
+
+        let error = |key: &str, value: &str| {
+            config(&[(key, value)])
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert!(error("auth_required", "yes").contains("WHARF_AUTH_REQUIRED must be `true`"));
+        for bad in ["-acme", "acme-", "ac--me", "acme/labs", &"a".repeat(40)] {
+            assert!(
+                error("github_allowed_orgs", bad).contains("WHARF_GITHUB_ALLOWED_ORGS"),
+                "{bad} should be refused"
+            );
+        }
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod models;
 pub mod oauth;
 pub mod pages;
+pub mod private;
 pub mod registry;
 pub mod router;
 pub mod schema;

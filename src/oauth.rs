@@ -88,12 +88,15 @@ fn client(config: &Config) -> anyhow::Result<GitHubClient> {
 pub fn start(config: &Config) -> anyhow::Result<LoginStart> {
     let client = client(config)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state) = client
+    let mut request = client
         .authorize_url(CsrfToken::new_random)
         .add_scope(Scope::new("read:user".to_owned()))
-        .add_scope(Scope::new("user:email".to_owned()))
-        .set_pkce_challenge(challenge)
-        .url();
+        .add_scope(Scope::new("user:email".to_owned()));
+    if !config.github.allowed_orgs.is_empty() {
+        // Only to read the user's own organisation memberships at login.
+        request = request.add_scope(Scope::new("read:org".to_owned()));
+    }
+    let (url, state) = request.set_pkce_challenge(challenge).url();
     Ok(LoginStart {
         authorize_url: url.to_string(),
         state: state.secret().clone(),
@@ -101,13 +104,50 @@ pub fn start(config: &Config) -> anyhow::Result<LoginStart> {
     })
 }
 
-/// Exchanges the code (with the PKCE verifier) for an access token and reads the user.
+/// Why a GitHub login did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// `WHARF_GITHUB_ALLOWED_ORGS` is set and the account is an active member of none of them.
+    #[error("{}", not_a_member(.orgs, .pending))]
+    NotAMember {
+        /// The allowed organisations.
+        orgs: Vec<String>,
+        /// Those of them whose invitation the user has not accepted yet.
+        pending: Vec<String>,
+    },
+    /// GitHub refused the code, or did not answer as expected.
+    #[error(transparent)]
+    GitHub(#[from] anyhow::Error),
+}
+
+fn not_a_member(orgs: &[String], pending: &[String]) -> String {
+    let list = orgs.join(", ");
+    let mut message = format!(
+        "Logging in to this registry is limited to active members of the GitHub organisation{} {list}, and GitHub does not list the account you signed in with as an active member of {}.",
+        if orgs.len() == 1 { "" } else { "s" },
+        if orgs.len() == 1 { "it" } else { "any of them" },
+    );
+    if !pending.is_empty() {
+        message.push_str(&format!(
+            " Your invitation to {} is still pending: accept it on GitHub, then log in again.",
+            pending.join(", ")
+        ));
+    } else {
+        message.push_str(
+            " Ask an owner of the organisation to add you; if you are a member already, make sure the organisation allows this registry's OAuth app (GitHub settings, Applications), then log in again.",
+        );
+    }
+    message
+}
+
+/// Exchanges the code (with the PKCE verifier) for an access token and reads the user; with
+/// `WHARF_GITHUB_ALLOWED_ORGS`, first checks that the user is an active member of one of them.
 pub async fn finish(
     config: &Config,
     http: &reqwest::Client,
     code: String,
     pkce_verifier: String,
-) -> anyhow::Result<GitHubUser> {
+) -> Result<GitHubUser, LoginError> {
     let client = client(config)?;
     let token = client
         .exchange_code(AuthorizationCode::new(code))
@@ -117,6 +157,7 @@ pub async fn finish(
         .map_err(|e| anyhow::anyhow!("GitHub refused the login code: {e}"))?;
     let access_token = token.access_token().secret();
     let api = config.github.api_url.as_str().trim_end_matches('/');
+    check_membership(config, http, access_token).await?;
     let mut user: GitHubUser = github_get(http, &format!("{api}/user"), access_token)
         .await
         .context("cannot read the GitHub user")?;
@@ -137,18 +178,72 @@ pub async fn finish(
     Ok(user)
 }
 
+/// With `WHARF_GITHUB_ALLOWED_ORGS`: `Ok` when `GET /user/memberships/orgs/{org}` says
+/// `"state": "active"` for one of the organisations. A 403 or 404 means "not a member" (GitHub
+/// answers so for non-members, and for organisations that do not allow this OAuth app); any other
+/// failure is an error, so a login is never let through unchecked.
+async fn check_membership(
+    config: &Config,
+    http: &reqwest::Client,
+    access_token: &str,
+) -> Result<(), LoginError> {
+    #[derive(Deserialize)]
+    struct Membership {
+        state: String,
+    }
+
+    let orgs = &config.github.allowed_orgs;
+    if orgs.is_empty() {
+        return Ok(());
+    }
+    let api = config.github.api_url.as_str().trim_end_matches('/');
+    let mut pending = Vec::new();
+    for org in orgs {
+        let url = format!("{api}/user/memberships/orgs/{org}");
+        let response = github_request(http, &url, access_token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach GitHub to check the membership of {org}"))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN {
+            continue;
+        }
+        if !status.is_success() {
+            return Err(anyhow::anyhow!("GitHub answered {status} for {url}").into());
+        }
+        let membership: Membership = response
+            .json()
+            .await
+            .with_context(|| format!("GitHub answered {url} with an unexpected body"))?;
+        match membership.state.as_str() {
+            "active" => return Ok(()),
+            "pending" => pending.push(org.clone()),
+            _ => {}
+        }
+    }
+    Err(LoginError::NotAMember {
+        orgs: orgs.clone(),
+        pending,
+    })
+}
+
+fn github_request(
+    http: &reqwest::Client,
+    url: &str,
+    access_token: &str,
+) -> reqwest::RequestBuilder {
+    http.get(url)
+        .bearer_auth(access_token)
+        .header("Accept", "application/vnd.github+json")
+        .header("X-GitHub-Api-Version", "2022-11-28")
+}
+
 async fn github_get<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
     access_token: &str,
 ) -> anyhow::Result<T> {
-    let response = http
-        .get(url)
-        .bearer_auth(access_token)
-        .header("Accept", "application/vnd.github+json")
-        .header("X-GitHub-Api-Version", "2022-11-28")
-        .send()
-        .await?;
+    let response = github_request(http, url, access_token).send().await?;
     let status = response.status();
     if !status.is_success() {
         anyhow::bail!("GitHub answered {status} for {url}");

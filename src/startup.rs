@@ -156,6 +156,7 @@ fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::
         }
         ActixApp::new()
             .wrap(from_fn(content_encoding::refuse_encoded_bodies))
+            .wrap(from_fn(crate::private::require_credential))
             .wrap(from_fn(head::head_as_get))
             .wrap(sessions)
             .wrap(headers)

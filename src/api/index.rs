@@ -21,7 +21,7 @@ pub async fn config_json(app: web::Data<App>) -> HttpResponse {
         .json(json!({
             "dl": format!("{base}/api/v1/crates"),
             "api": base,
-            "auth-required": false,
+            "auth-required": app.config.auth_required,
         }))
 }
 

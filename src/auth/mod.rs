@@ -5,20 +5,23 @@
 //! ownership. For the web app (and the API's session access), the login a session cookie
 //! carries: [`session`].
 
+pub mod cache;
 pub mod session;
 
 use std::collections::BTreeMap;
 
 use actix_web::HttpRequest;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use chrono::NaiveDateTime;
+use sha2::{Digest, Sha256};
 
+use crate::app::App;
 use crate::db::DbConn;
 use crate::errors::{AppError, AppResult, forbidden, internal};
 use crate::models::audit::Actor;
 use crate::models::pending_config::{self, PendingGrant};
 use crate::models::trustpub_token::{self, CrateGrant};
-use crate::models::{ApiToken, Crate, User};
+use crate::models::{ApiToken, Crate, User, now};
 use crate::services::owners;
 use crate::tokens::{self, EndpointScope};
 use crate::trustpub::{Published, TrustpubData};
@@ -125,7 +128,7 @@ impl Authenticated {
     /// Resolves the token. Unknown, revoked and expired tokens are refused alike.
     pub fn resolve(conn: &mut DbConn, raw: &RawToken, now: NaiveDateTime) -> AppResult<Self> {
         if raw.is_trustpub() {
-            return resolve_trustpub(conn, raw, now).map(Authenticated::Trustpub);
+            return resolve_trustpub(conn, &raw.hash(), now).map(Authenticated::Trustpub);
         }
         let token = ApiToken::by_hash(conn, &raw.hash())?
             .filter(|t| t.is_live(now))
@@ -188,14 +191,66 @@ impl UserAuth {
     }
 }
 
+/// For a private registry (`WHARF_AUTH_REQUIRED`): true when the token may read, that is, it is a
+/// live API token (of any scope) or a live Trusted Publishing token. Answered from
+/// [`App::token_cache`] when the database said so less than [`cache::TOKEN_CACHE_TTL`] ago (and
+/// the token has not expired since), so that the hot index path costs no query; otherwise one
+/// short database call, whose positive answer is remembered.
+pub async fn may_read(app: &App, raw: &RawToken) -> AppResult<bool> {
+    let digest: cache::TokenDigest = Sha256::digest(raw.0.as_bytes()).into();
+    if app.token_cache.is_live(&digest, now()) {
+        return Ok(true);
+    }
+    let trustpub = raw.is_trustpub();
+    let key = hex::encode(digest);
+    let generation = app.token_cache.generation();
+    let live = app
+        .db
+        .run(move |conn| {
+            let now = now();
+            if trustpub {
+                let Some(expires_at) = trustpub_token::expires_at_of(conn, &key)? else {
+                    return Ok(None);
+                };
+                return match resolve_trustpub(conn, &key, now) {
+                    Ok(_) => Ok(Some(Some(expires_at))),
+                    // Revoked for every crate (or expired just now): not a credential.
+                    Err(AppError::Client { status, .. }) if status == StatusCode::FORBIDDEN => {
+                        Ok(None)
+                    }
+                    Err(error) => Err(error),
+                };
+            }
+            let Some(token) = ApiToken::by_hash(conn, &key)?.filter(|t| t.is_live(now)) else {
+                return Ok(None);
+            };
+            // "Last used" to the minute: reads do not write on every cache refresh.
+            if token
+                .last_used_at
+                .is_none_or(|used| now - used > chrono::TimeDelta::minutes(1))
+            {
+                ApiToken::touch(conn, token.id, now)?;
+            }
+            Ok(Some(token.expires_at))
+        })
+        .await?;
+    Ok(match live {
+        Some(expires_at) => {
+            app.token_cache.remember(digest, expires_at, generation);
+            true
+        }
+        None => false,
+    })
+}
+
 /// Resolves a `wharf_tp_` token; expired and deleted tokens are refused alike, and so is a
 /// token revoked for every crate it was minted for.
 fn resolve_trustpub(
     conn: &mut DbConn,
-    raw: &RawToken,
+    token_hash: &str,
     now: NaiveDateTime,
 ) -> AppResult<TrustpubAuth> {
-    let token = trustpub_token::live_by_hash(conn, &raw.hash(), now)
+    let token = trustpub_token::live_by_hash(conn, token_hash, now)
         .map_err(|e| match e {
             trustpub_token::LiveTokenError::Query(e) => AppError::from(e),
             record => internal(record),

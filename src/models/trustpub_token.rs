@@ -172,6 +172,15 @@ pub enum LiveTokenError {
     Record(#[from] serde_json::Error),
 }
 
+/// When the token with this hash expires, if such a token exists.
+pub fn expires_at_of(conn: &mut DbConn, token_hash: &str) -> QueryResult<Option<NaiveDateTime>> {
+    trustpub_tokens::table
+        .filter(trustpub_tokens::token_hash.eq(token_hash))
+        .select(trustpub_tokens::expires_at)
+        .first(conn)
+        .optional()
+}
+
 /// The unexpired token whose secret hashes to `token_hash`, if there is one. Deleted and
 /// expired tokens are `None` alike.
 pub fn live_by_hash(

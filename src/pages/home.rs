@@ -27,6 +27,16 @@ pub struct RecentPublish {
 pub struct HomePage {
     layout: Layout,
     recent: Vec<RecentPublish>,
+    /// Shown to a logged-in user: how this registry is reached.
+    mode: Option<RegistryMode>,
+}
+
+/// Whether the registry is private (`WHARF_AUTH_REQUIRED`) and who may log in
+/// (`WHARF_GITHUB_ALLOWED_ORGS`).
+pub struct RegistryMode {
+    private: bool,
+    allowed_orgs: String,
+    index_url: String,
 }
 
 /// `GET /`
@@ -57,9 +67,15 @@ pub async fn home(app: web::Data<App>, ctx: PageContext) -> PageResult<HttpRespo
             Ok(recent)
         })
         .await?;
+    let mode = ctx.user.as_ref().map(|_| RegistryMode {
+        private: app.config.auth_required,
+        allowed_orgs: app.config.github.allowed_orgs.join(", "),
+        index_url: format!("sparse+{}/index/", app.config.base_url()),
+    });
     render(&HomePage {
         layout: ctx.layout,
         recent,
+        mode,
     })
 }
 

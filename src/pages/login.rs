@@ -125,12 +125,18 @@ pub async fn callback(
     }
     let github_user = oauth::finish(&app.config, &app.http, code, pending.pkce_verifier)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = format!("{e:#}"), "GitHub login failed");
-            PageError::App(client(
-                actix_web::http::StatusCode::BAD_GATEWAY,
-                "GitHub did not confirm the login; try again",
-            ))
+        .map_err(|e| match e {
+            refused @ oauth::LoginError::NotAMember { .. } => {
+                tracing::info!(reason = %refused, "GitHub login refused");
+                PageError::App(client(actix_web::http::StatusCode::FORBIDDEN, refused))
+            }
+            oauth::LoginError::GitHub(e) => {
+                tracing::warn!(error = format!("{e:#}"), "GitHub login failed");
+                PageError::App(client(
+                    actix_web::http::StatusCode::BAD_GATEWAY,
+                    "GitHub did not confirm the login; try again",
+                ))
+            }
         })?;
     let user = app
         .db

@@ -258,6 +258,8 @@ pub async fn revoke(
             Ok(token.name)
         })
         .await?;
+    // A private registry stops reading with it here at once (elsewhere within seconds).
+    app.token_cache.clear();
     session::flash(
         &user.session,
         "success",

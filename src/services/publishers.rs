@@ -210,6 +210,8 @@ pub async fn delete<P: Provider>(app: &App, user: User, id: i64) -> AppResult<us
             Ok(revoked)
         })
         .await
+        // Revoked tokens stop reading a private registry here at once.
+        .inspect(|_| app.token_cache.clear())
 }
 
 /// The name of the crate of the config `id` of `P`, if there is one (to check an API token's
@@ -301,6 +303,7 @@ pub async fn revoke_exchanged_token(
             Ok((krate, token))
         })
         .await
+        .inspect(|_| app.token_cache.clear())
 }
 
 /// The configs of `P` of a crate `user` owns.

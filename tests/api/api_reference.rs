@@ -12,7 +12,7 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// Every route of the router's source as (method, full path): `.route("pattern",
 /// web::method()…)` inside any number of `web::scope("prefix")`, which end where the
 /// parenthesis around them closes. A pattern's regex (`{path:.+}`) is dropped (`{path}`).
-fn router_routes(source: &str) -> Vec<(String, String)> {
+pub fn router_routes(source: &str) -> Vec<(String, String)> {
     let code: String = source
         .lines()
         .filter(|line| !line.trim_start().starts_with("//"))

@@ -12,7 +12,7 @@ use crate::e2e_cargo::{Cargo, write_package};
 use crate::support::fake_idp::{self, FakeIdp, Provider};
 use crate::support::{CrateBuilder, TestApp};
 
-fn provider_binary() -> PathBuf {
+pub fn provider_binary() -> PathBuf {
     // The test binary lives in <target>/<profile>/deps/.
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe

@@ -19,6 +19,7 @@ mod limits;
 mod mail;
 mod metrics;
 mod pages;
+mod private;
 mod s3;
 mod scale_out;
 mod startup;

@@ -25,6 +25,8 @@ pub struct Environment {
     temp_dir: PathBuf,
     /// How long `buildkite-agent` may run; [`AGENT_TIMEOUT`] when not set.
     agent_timeout: Option<Duration>,
+    /// The cargo command that started this provider ([`Environment::invocation`]).
+    invocation: Option<String>,
 }
 
 /// Names only: the values include the runner's request token, GitLab's ID token and the
@@ -46,6 +48,7 @@ impl Environment {
             Some((name.into_string().ok()?, value.into_string().ok()?))
         }))
         .with_temp_dir(std::env::temp_dir())
+        .with_invocation(cargo_invocation())
     }
 
     /// An environment holding exactly `vars`; the temporary directory is the system's.
@@ -61,7 +64,22 @@ impl Environment {
                 .collect(),
             temp_dir: std::env::temp_dir(),
             agent_timeout: None,
+            invocation: None,
         }
+    }
+
+    /// Names the cargo command this provider runs for (see [`Environment::invocation`]).
+    pub fn with_invocation(mut self, invocation: Option<String>) -> Self {
+        self.invocation = invocation;
+        self
+    }
+
+    /// The cargo command that started this provider: cargo starts its credential providers
+    /// itself, so this is the parent process, named by its id and (on Linux) its start time, so
+    /// that a later command that happens to get the same id is another invocation. `None` where
+    /// it cannot be told.
+    pub fn invocation(&self) -> Option<&str> {
+        self.invocation.as_deref()
     }
 
     /// Replaces the directory used when neither `RUNNER_TEMP` nor `CI_BUILDS_DIR` is set.
@@ -530,6 +548,31 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(not(unix))]
 fn is_executable(path: &Path) -> bool {
     path.is_file()
+}
+
+/// See [`Environment::invocation`].
+#[cfg(unix)]
+fn cargo_invocation() -> Option<String> {
+    let parent = std::os::unix::process::parent_id();
+    if parent <= 1 {
+        return None;
+    }
+    // Field 22 of /proc/PID/stat, after the parenthesised command name: the start time.
+    let started = std::fs::read_to_string(format!("/proc/{parent}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1.to_owned();
+            after_name.split_whitespace().nth(19).map(str::to_owned)
+        });
+    Some(match started {
+        Some(started) => format!("{parent}@{started}"),
+        None => parent.to_string(),
+    })
+}
+
+#[cfg(not(unix))]
+fn cargo_invocation() -> Option<String> {
+    None
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use crate::options::Options;
 use crate::registry::{self, Revocation};
 use crate::state::{MintedToken, TokenStore, fingerprint};
 
-/// What the provider answers to `read` inside CI. Not a credential: `cargo publish` insists on
-/// a read token before it builds the package, but never sends it to a registry that does not
-/// require authentication for reads (Wharf does not), and cargo does not cache it.
+/// What the provider answers to `read` inside CI for an open registry. Not a credential: `cargo
+/// publish` insists on a read token before it builds the package, but never sends it to a
+/// registry that does not require authentication for reads, and cargo does not cache it.
 pub const READ_PLACEHOLDER: &str = "cargo-credential-wharf-has-no-read-token";
 
 /// The credential provider.
@@ -36,7 +36,10 @@ impl WharfCredential {
         TokenStore::for_environment(&self.env)
     }
 
-    /// `get` / `publish`: a fresh single-use token from the Trusted Publishing exchange.
+    /// `get` / `publish`: a token from the Trusted Publishing exchange, for this upload only
+    /// (cargo does not cache it). A token this cargo command already holds is used again: one
+    /// exchanged to read a private registry, one exchanged for an earlier crate of the same
+    /// `cargo publish --workspace`, or the one GitLab's single ID token was exchanged for.
     fn publish(
         &self,
         registry: &RegistryInfo<'_>,
@@ -66,51 +69,23 @@ impl WharfCredential {
 
         let http = registry::http_client()?;
         let api = registry::api_base(&http, config_url)?;
-        let audience = match options
-            .audience
-            .as_deref()
-            .or(self.env.var("WHARF_AUDIENCE"))
-        {
-            Some(audience) => audience.to_owned(),
-            None => registry::default_audience(&api)?,
-        };
+        let audience = self.audience(options, &api)?;
 
         // GitLab gives a job one ID token, and the registry accepts each ID token once: a second
         // publish in the same job (`cargo publish --workspace`, or two `cargo publish` commands)
         // reuses the token minted from it, which is still live because it is kept out of the
         // sweep below.
-        let single_id_token = match &source {
-            IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
-            IdTokenSource::GitHubActions { .. } | IdTokenSource::Buildkite { .. } => None,
-        };
+        let single_id_token = single_id_token(&source);
         let mut remembered = self.sweep(&http, single_id_token.as_deref());
-        if let Some(id_token) = &single_id_token {
-            let earlier = remembered
-                .iter()
-                .find(|minted| &minted.id_token_sha256 == id_token && minted.api == api.as_str());
-            if let Some(earlier) = earlier {
-                note(&format!(
-                    "reusing the token this job's GitLab ID token was exchanged for, to publish \
-                     {crate_name}@{version} (the registry accepts each ID token only once)"
-                ));
-                return Ok(single_use(earlier.token.clone()));
-            }
+        if let Some(earlier) = self.reusable(&remembered, &api, single_id_token.as_deref()) {
+            note(&format!(
+                "reusing the Trusted Publishing token this job already exchanged, to publish \
+                 {crate_name}@{version}"
+            ));
+            return Ok(single_use(earlier.token.clone()));
         }
 
-        let jwt = source.id_token(&http, &audience)?;
-        let token = registry::exchange(&http, &api, jwt.as_deref())?;
-        remembered.push(MintedToken {
-            api: api.to_string(),
-            token: token.clone(),
-            id_token_sha256: fingerprint(jwt.as_deref()),
-        });
-        let store = self.store();
-        if let Err(error) = store.save(&remembered) {
-            note(&format!(
-                "{error:#}; the new token cannot be revoked by this provider and stays valid \
-                 until it expires"
-            ));
-        }
+        let token = self.mint(&http, &source, &audience, &api, &mut remembered)?;
         note(&format!(
             "exchanged {} for a Trusted Publishing token to publish {crate_name}@{version}; it \
              is revoked by the provider's next run or by `cargo logout`",
@@ -119,29 +94,27 @@ impl WharfCredential {
         Ok(single_use(token))
     }
 
-    /// `get` / `read`: a placeholder inside CI (see [`READ_PLACEHOLDER`]), `not-found` elsewhere.
+    /// `get` / `read` inside CI. For a private registry (`"auth-required": true` in its
+    /// `config.json`), a Trusted Publishing token that cargo keeps for the rest of this command
+    /// (`cache: session`): one exchange per cargo command, so that `cargo publish` can resolve
+    /// private dependencies for its verification build and `cargo build` can fetch them; later
+    /// commands revoke it. For an open registry, a placeholder (see [`READ_PLACEHOLDER`]). If
+    /// no token can be had, `not-found`, so cargo tries its other providers (an API token in
+    /// `CARGO_REGISTRIES_<NAME>_TOKEN`). Outside CI, `not-found`.
     fn read(
         &self,
         registry: &RegistryInfo<'_>,
         options: &Options,
+        config_url: &Url,
     ) -> Result<CredentialResponse, Error> {
-        match self.env.detect(options) {
-            Detection::Available(source) => {
-                // A new cargo command has started: tokens minted for earlier uploads are done.
-                let http = registry::http_client()?;
-                let keep = match &source {
-                    IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
-                    IdTokenSource::GitHubActions { .. } | IdTokenSource::Buildkite { .. } => None,
-                };
-                self.sweep(&http, keep.as_deref());
-                Ok(single_use(Secret::from(READ_PLACEHOLDER.to_owned())))
-            }
+        let source = match self.env.detect(options) {
+            Detection::Available(source) => source,
             Detection::Unavailable(reason) => {
                 note(&format!(
                     "{reason}; no Trusted Publishing token for {}",
                     display(registry)
                 ));
-                Err(Error::NotFound)
+                return Err(Error::NotFound);
             }
             Detection::NotInCi => {
                 note(&format!(
@@ -149,9 +122,102 @@ impl WharfCredential {
                      Publishing token for {}",
                     display(registry)
                 ));
+                return Err(Error::NotFound);
+            }
+        };
+        let http = registry::http_client()?;
+        // A new cargo command may have started: tokens minted for earlier ones are done.
+        let single_id_token = single_id_token(&source);
+        let mut remembered = self.sweep(&http, single_id_token.as_deref());
+        let config = registry::registry_config(&http, config_url)?;
+        if !config.auth_required {
+            return Ok(single_use(Secret::from(READ_PLACEHOLDER.to_owned())));
+        }
+        if let Some(earlier) = self.reusable(&remembered, &config.api, single_id_token.as_deref()) {
+            return Ok(for_this_command(earlier.token.clone()));
+        }
+        let audience = self.audience(options, &config.api)?;
+        match self.mint(&http, &source, &audience, &config.api, &mut remembered) {
+            Ok(token) => {
+                note(&format!(
+                    "exchanged {} for a Trusted Publishing token to read {}; cargo keeps it \
+                     for this command, and the provider's next run revokes it",
+                    source.describe(&audience),
+                    display(registry)
+                ));
+                Ok(for_this_command(token))
+            }
+            Err(error) => {
+                note(&format!(
+                    "{error}; no Trusted Publishing token to read {}, so cargo will try its \
+                     other credential providers",
+                    display(registry)
+                ));
                 Err(Error::NotFound)
             }
         }
+    }
+
+    /// The `aud` to ask the ID token for.
+    fn audience(&self, options: &Options, api: &Url) -> Result<String, Error> {
+        Ok(
+            match options
+                .audience
+                .as_deref()
+                .or(self.env.var("WHARF_AUDIENCE"))
+            {
+                Some(audience) => audience.to_owned(),
+                None => registry::default_audience(api)?,
+            },
+        )
+    }
+
+    /// A live token for `api` that this cargo command minted, or that GitLab's single ID token
+    /// (`single_id_token`) was exchanged for.
+    fn reusable<'a>(
+        &self,
+        remembered: &'a [MintedToken],
+        api: &Url,
+        single_id_token: Option<&str>,
+    ) -> Option<&'a MintedToken> {
+        remembered
+            .iter()
+            .filter(|minted| minted.api == api.as_str())
+            .find(|minted| {
+                single_id_token.is_some_and(|id| minted.id_token_sha256 == id)
+                    || self.this_command(minted)
+            })
+    }
+
+    /// True when `minted` was minted for the cargo command this provider runs for.
+    fn this_command(&self, minted: &MintedToken) -> bool {
+        minted.invocation.is_some() && minted.invocation.as_deref() == self.env.invocation()
+    }
+
+    /// Exchanges a fresh ID token at `api` and remembers the new token (to revoke it later).
+    fn mint(
+        &self,
+        http: &reqwest::blocking::Client,
+        source: &IdTokenSource,
+        audience: &str,
+        api: &Url,
+        remembered: &mut Vec<MintedToken>,
+    ) -> Result<Secret<String>, Error> {
+        let jwt = source.id_token(http, audience)?;
+        let token = registry::exchange(http, api, jwt.as_deref())?;
+        remembered.push(MintedToken {
+            api: api.to_string(),
+            token: token.clone(),
+            id_token_sha256: fingerprint(jwt.as_deref()),
+            invocation: self.env.invocation().map(str::to_owned),
+        });
+        if let Err(error) = self.store().save(remembered) {
+            note(&format!(
+                "{error:#}; the new token cannot be revoked by this provider and stays valid \
+                 until it expires"
+            ));
+        }
+        Ok(token)
     }
 
     /// `logout`: revoke everything remembered.
@@ -162,7 +228,7 @@ impl WharfCredential {
             return Err(Error::NotFound);
         }
         let http = registry::http_client()?;
-        let (revoked, still_live) = revoke_all(&http, remembered, None);
+        let (revoked, still_live) = revoke_all(&http, remembered, |_| false);
         store.save(&still_live)?;
         if !still_live.is_empty() {
             return Err(anyhow!(
@@ -178,8 +244,8 @@ impl WharfCredential {
         Ok(CredentialResponse::Logout)
     }
 
-    /// Revokes remembered tokens, except those exchanged for the ID token `keep`, and returns
-    /// what is left to remember. Problems are reported on stderr, never fatal: a token that
+    /// Revokes remembered tokens, except those of this cargo command and those exchanged for
+    /// the ID token `keep`, and returns what is left to remember. Problems are reported on stderr, never fatal: a token that
     /// cannot be revoked now is kept and tried again next time.
     fn sweep(&self, http: &reqwest::blocking::Client, keep: Option<&str>) -> Vec<MintedToken> {
         let store = self.store();
@@ -193,7 +259,9 @@ impl WharfCredential {
         if remembered.is_empty() {
             return remembered;
         }
-        let (revoked, still_live) = revoke_all(http, remembered, keep);
+        let (revoked, still_live) = revoke_all(http, remembered, |minted| {
+            Some(minted.id_token_sha256.as_str()) == keep || self.this_command(minted)
+        });
         if revoked > 0 {
             note(&format!(
                 "revoked {revoked} Trusted Publishing token(s) minted by an earlier run"
@@ -206,17 +274,17 @@ impl WharfCredential {
     }
 }
 
-/// Revokes each token not exchanged for `keep`; returns how many were revoked and the tokens
+/// Revokes each token that `keep` does not keep; returns how many were revoked and the tokens
 /// that remain live (kept, or not revocable right now).
 fn revoke_all(
     http: &reqwest::blocking::Client,
     tokens: Vec<MintedToken>,
-    keep: Option<&str>,
+    keep: impl Fn(&MintedToken) -> bool,
 ) -> (usize, Vec<MintedToken>) {
     let mut revoked = 0;
     let mut still_live = Vec::new();
     for minted in tokens {
-        if Some(minted.id_token_sha256.as_str()) == keep {
+        if keep(&minted) {
             still_live.push(minted);
             continue;
         }
@@ -240,6 +308,23 @@ fn revoke_all(
         }
     }
     (revoked, still_live)
+}
+
+/// GitLab's one ID token per job, which the registry accepts once: its fingerprint.
+fn single_id_token(source: &IdTokenSource) -> Option<String> {
+    match source {
+        IdTokenSource::GitLabCi { jwt, .. } => Some(fingerprint(jwt.as_deref())),
+        IdTokenSource::GitHubActions { .. } | IdTokenSource::Buildkite { .. } => None,
+    }
+}
+
+/// A read token cargo keeps for the rest of this command (and uses for reads only).
+fn for_this_command(token: Secret<String>) -> CredentialResponse {
+    CredentialResponse::Get {
+        token,
+        cache: CacheControl::Session,
+        operation_independent: false,
+    }
 }
 
 /// A token cargo must use for this one request: never cached, and not for other operations.
@@ -291,7 +376,7 @@ impl Credential for WharfCredential {
                     Operation::Publish { name, vers, .. } => {
                         self.publish(registry, &options, &config_url, name, vers)
                     }
-                    Operation::Read => self.read(registry, &options),
+                    Operation::Read => self.read(registry, &options, &config_url),
                     other => {
                         note(&format!(
                             "Trusted Publishing tokens can only publish new versions; no token \

@@ -41,11 +41,30 @@ pub fn config_json_url(index_url: &str) -> anyhow::Result<Option<Url>> {
     Ok(Some(index.join("config.json")?))
 }
 
+/// What the provider needs from a registry's `config.json`.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The `api` base URL.
+    pub api: Url,
+    /// `auth-required`: reading the registry needs a token too.
+    pub auth_required: bool,
+}
+
 /// Reads the `api` base URL from the registry's `config.json`.
 pub fn api_base(http: &reqwest::blocking::Client, config_url: &Url) -> anyhow::Result<Url> {
+    Ok(registry_config(http, config_url)?.api)
+}
+
+/// Reads the registry's `config.json`.
+pub fn registry_config(
+    http: &reqwest::blocking::Client,
+    config_url: &Url,
+) -> anyhow::Result<RegistryConfig> {
     #[derive(Deserialize)]
-    struct RegistryConfig {
+    struct ConfigJson {
         api: Option<String>,
+        #[serde(rename = "auth-required", default)]
+        auth_required: bool,
     }
 
     let response = http
@@ -56,14 +75,18 @@ pub fn api_base(http: &reqwest::blocking::Client, config_url: &Url) -> anyhow::R
     if !status.is_success() {
         bail!("could not fetch the registry configuration {config_url}: HTTP {status}");
     }
-    let config: RegistryConfig = response
+    let config: ConfigJson = response
         .json()
         .with_context(|| format!("the registry configuration {config_url} is not valid JSON"))?;
     let api = config.api.with_context(|| {
         format!("the registry configuration {config_url} has no `api`, so it cannot publish")
     })?;
-    Url::parse(&api)
-        .with_context(|| format!("the registry configuration {config_url} has an invalid `api`"))
+    let api = Url::parse(&api)
+        .with_context(|| format!("the registry configuration {config_url} has an invalid `api`"))?;
+    Ok(RegistryConfig {
+        api,
+        auth_required: config.auth_required,
+    })
 }
 
 /// The audience a registry expects in ID tokens: the API host, with the port when it is not the

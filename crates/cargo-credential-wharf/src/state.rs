@@ -29,6 +29,10 @@ pub struct MintedToken {
     pub token: Secret<String>,
     /// SHA-256 of the ID token it was exchanged for, to recognise a GitLab job's single ID token.
     pub id_token_sha256: String,
+    /// The cargo command it was minted for ([`crate::ci::Environment::invocation`]): that
+    /// command keeps using it (to read a private registry, and to publish), later ones revoke it.
+    #[serde(default)]
+    pub invocation: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -149,6 +153,7 @@ mod tests {
             api: "http://127.0.0.1:1".to_owned(),
             token: Secret::from(token.to_owned()),
             id_token_sha256: fingerprint(Secret::from("a.b.c")),
+            invocation: None,
         }
     }
 

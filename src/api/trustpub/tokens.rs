@@ -185,6 +185,7 @@ pub async fn revoke(app: web::Data<App>, req: HttpRequest) -> AppResult<HttpResp
         .db
         .run(move |conn| Ok(trustpub_token::revoke(conn, &hash)?))
         .await?;
+    app.token_cache.clear();
     if revoked {
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -215,6 +215,10 @@ pub(crate) struct GitHubState {
     codes: Mutex<HashMap<String, PendingCode>>,
     /// Access token → lowercased login.
     access_tokens: Mutex<HashMap<String, String>>,
+    /// Access token → the scopes granted (space-separated, as requested).
+    token_scopes: Mutex<HashMap<String, String>>,
+    /// Lowercased organisation → lowercased login → membership state (`active`, `pending`).
+    org_members: Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
 impl GitHubState {
@@ -225,12 +229,25 @@ impl GitHubState {
             request_token: format!("fake-request-token-{}", random_hex(16)),
             codes: Mutex::new(HashMap::new()),
             access_tokens: Mutex::new(HashMap::new()),
+            token_scopes: Mutex::new(HashMap::new()),
+            org_members: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `login`'s membership of `org` from now on: `Some("active")`, `Some("pending")`, or none.
+    pub(crate) fn set_membership(&self, org: &str, login: &str, membership: Option<&str>) {
+        let mut orgs = lock(&self.org_members);
+        let members = orgs.entry(org.to_ascii_lowercase()).or_default();
+        match membership {
+            Some(state) => members.insert(login.to_ascii_lowercase(), state.to_owned()),
+            None => members.remove(&login.to_ascii_lowercase()),
+        };
     }
 }
 
 struct PendingCode {
     login: String,
+    scope: String,
     client_id: String,
     redirect_uri: String,
     code_challenge: String,
@@ -249,6 +266,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             &format!("{API_PATH}/users/{{login}}"),
             web::get().to(account),
         )
+        .route(
+            &format!("{API_PATH}/user/memberships/orgs/{{org}}"),
+            web::get().to(org_membership),
+        )
         .route(ID_TOKEN_REQUEST_PATH, web::get().to(id_token_request))
         .route(
             "/{owner}/{repo}/actions/runs/{run}/attempts/{attempt}",
@@ -266,6 +287,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 <input type="hidden" name="redirect_uri" value="{{ redirect_uri }}">
 <input type="hidden" name="state" value="{{ state }}">
 <input type="hidden" name="code_challenge" value="{{ code_challenge }}">
+<input type="hidden" name="scope" value="{{ scope }}">
 <label for="login">GitHub login</label>
 <input id="login" name="login" value="octocat" required>
 <button type="submit" id="authorize">Authorize</button>
@@ -276,6 +298,7 @@ struct AuthorizeForm {
     redirect_uri: String,
     state: String,
     code_challenge: String,
+    scope: String,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +308,7 @@ struct AuthorizeQuery {
     state: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
+    scope: Option<String>,
 }
 
 /// Only loopback redirect URIs: the fake serves local trials and tests.
@@ -319,6 +343,7 @@ async fn authorize_page(
         redirect_uri,
         state: query.state.unwrap_or_default(),
         code_challenge,
+        scope: query.scope.unwrap_or_default(),
     })
 }
 
@@ -329,6 +354,8 @@ struct AuthorizeBody {
     state: String,
     code_challenge: String,
     login: String,
+    #[serde(default)]
+    scope: String,
 }
 
 async fn authorize(state: web::Data<State>, form: web::Form<AuthorizeBody>) -> HttpResponse {
@@ -360,6 +387,7 @@ async fn authorize(state: web::Data<State>, form: web::Form<AuthorizeBody>) -> H
         code.clone(),
         PendingCode {
             login: account.login,
+            scope: form.scope,
             client_id: form.client_id,
             redirect_uri: form.redirect_uri,
             code_challenge: form.code_challenge,
@@ -435,10 +463,12 @@ async fn access_token(
     }
     let token = format!("gho_fake{}", random_hex(16));
     lock(&github.access_tokens).insert(token.clone(), pending.login.to_ascii_lowercase());
+    let scopes: Vec<&str> = pending.scope.split_whitespace().collect();
+    lock(&github.token_scopes).insert(token.clone(), scopes.join(" "));
     HttpResponse::Ok().json(json!({
         "access_token": token,
         "token_type": "bearer",
-        "scope": "read:user,user:email",
+        "scope": scopes.join(","),
     }))
 }
 
@@ -490,6 +520,56 @@ async fn user_emails(state: web::Data<State>, req: HttpRequest) -> HttpResponse 
         "verified": true,
         "visibility": "private",
     }]))
+}
+
+/// `GET /user/memberships/orgs/{org}`: the token's user's membership of `org`, as GitHub answers
+/// it: 403 without the `read:org` scope, 404 for a non-member, else the membership and its
+/// `state`.
+async fn org_membership(
+    state: web::Data<State>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    if state.issuer(Provider::GitHub).is_down() {
+        return unavailable();
+    }
+    let Some(account) = bearer_account(&state, &req) else {
+        return bad_credentials();
+    };
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("token "))
+        })
+        .unwrap_or_default();
+    let may_read_orgs = lock(&state.github.token_scopes)
+        .get(token)
+        .is_some_and(|scopes| {
+            scopes
+                .split(' ')
+                .any(|s| s == "read:org" || s == "admin:org")
+        });
+    if !may_read_orgs {
+        return HttpResponse::Forbidden().json(json!({
+            "message": "You need at least read:org scope or user scope to list your organization memberships.",
+        }));
+    }
+    let org = path.into_inner();
+    let membership = lock(&state.github.org_members)
+        .get(&org.to_ascii_lowercase())
+        .and_then(|members| members.get(&account.login.to_ascii_lowercase()).cloned());
+    match membership {
+        Some(membership) => HttpResponse::Ok().json(json!({
+            "state": membership,
+            "role": "member",
+            "organization": { "login": org },
+            "user": { "login": account.login, "id": account.id },
+        })),
+        None => HttpResponse::NotFound().json(json!({ "message": "Not Found" })),
+    }
 }
 
 /// `GET /users/{login}`: the account, or 404 as on GitHub.

@@ -532,6 +532,13 @@ impl FakeIdp {
         self.state.accounts.set(login, id);
     }
 
+    /// Makes `login` a member of the GitHub organisation `org` in state `membership`
+    /// (`Some("active")` or `Some("pending")`), or no member (`None`), as
+    /// `GET /user/memberships/orgs/{org}` answers from now on.
+    pub fn set_org_membership(&self, org: &str, login: &str, membership: Option<&str>) {
+        self.state.github.set_membership(org, login, membership);
+    }
+
     /// Forgets the account `login` (see [`AccountPolicy`] for what that means on demand).
     pub fn remove_account(&self, login: &str) {
         self.state.accounts.remove(login);

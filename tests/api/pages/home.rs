@@ -85,3 +85,54 @@ async fn unknown_pages_are_html_404s_while_the_api_stays_json() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_logged_in_user_sees_whether_the_registry_is_private() -> anyhow::Result<()> {
+    use crate::support::fake_idp::{FakeIdp, Provider};
+    use crate::support::web_client::log_in;
+
+    let github = FakeIdp::start(Provider::GitHub);
+    let private = TestApp::builder()
+        .github_login(&github)
+        .github_idp(&github)
+        .set("auth_required", "true")
+        .set("github_allowed_orgs", "acme")
+        .spawn()
+        .await;
+    github.set_org_membership("acme", "alice", Some("active"));
+    let alice = log_in(&private, "alice").await?;
+    let page = alice.get("/").await?;
+    assert_eq!(page.status, 200);
+    let mode = page.text("#registry-mode");
+    assert!(mode.contains("A private registry"), "{mode}");
+    assert!(
+        mode.contains(&format!("index = \"sparse+{}/index/\"", private.base_url)),
+        "{mode}"
+    );
+    assert!(
+        mode.contains("credential-provider = [\"cargo:token\"]"),
+        "{mode}"
+    );
+    assert!(
+        page.text("#allowed-orgs")
+            .contains("active members of the GitHub organisations acme"),
+        "{mode}"
+    );
+
+    let public = TestApp::builder()
+        .github_login(&github)
+        .github_idp(&github)
+        .spawn()
+        .await;
+    let anonymous = WebClient::new(&public).get("/").await?;
+    assert_eq!(
+        anonymous.count("#registry-mode"),
+        0,
+        "shown to logged-in users only"
+    );
+    let bob = log_in(&public, "bob").await?;
+    let page = bob.get("/").await?;
+    assert!(page.text("#registry-mode").contains("A public registry"));
+    assert_eq!(page.count("#allowed-orgs"), 0);
+    Ok(())
+}

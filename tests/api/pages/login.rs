@@ -2,6 +2,7 @@ use anyhow::Context;
 use reqwest::Method;
 
 use crate::support::TestApp;
+use crate::support::fake_idp::{FakeIdp, Provider};
 use crate::support::web_client::{WebClient, authorize_at_github, log_in, spawn_with_github};
 
 #[tokio::test]
@@ -213,5 +214,110 @@ async fn the_api_accepts_a_session_only_with_the_csrf_header() -> anyhow::Result
         .send()
         .await?;
     assert_eq!(refused.status(), 403);
+    Ok(())
+}
+
+/// A registry whose logins are limited to the GitHub organisations `acme` and `acme-labs`.
+async fn spawn_with_allowed_orgs() -> anyhow::Result<(TestApp, FakeIdp)> {
+    let github = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_login(&github)
+        .github_idp(&github)
+        .set("github_allowed_orgs", "acme,acme-labs")
+        .spawn()
+        .await;
+    Ok((app, github))
+}
+
+fn users(app: &TestApp) -> anyhow::Result<Vec<String>> {
+    app.app.db.blocking(|conn| {
+        use diesel::prelude::*;
+        Ok(wharf::schema::users::table
+            .select(wharf::schema::users::login)
+            .order(wharf::schema::users::login)
+            .load::<String>(conn)?)
+    })
+}
+
+#[tokio::test]
+async fn only_active_members_of_the_allowed_orgs_log_in_and_a_refusal_creates_no_user()
+-> anyhow::Result<()> {
+    let (app, github) = spawn_with_allowed_orgs().await?;
+    github.set_org_membership("acme-labs", "member", Some("active"));
+    github.set_org_membership("acme", "invited", Some("pending"));
+    github.set_org_membership("other-org", "outsider", Some("active"));
+
+    // The OAuth request asks for `read:org`, which the membership look-up needs.
+    let web = WebClient::new(&app);
+    let start = web.get("/login/github?next=/me").await?;
+    let authorize = url::Url::parse(start.location().context("a redirect to GitHub")?)?;
+    let scope = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    assert!(scope.split(' ').any(|s| s == "read:org"), "{scope}");
+
+    let member = log_in(&app, "member").await?;
+    assert_eq!(member.get("/me").await?.status, 200);
+
+    for (login, expected) in [
+        ("outsider", "Ask an owner of the organisation to add you"),
+        ("invited", "Your invitation to acme is still pending"),
+    ] {
+        let web = WebClient::new(&app);
+        let callback = authorize_at_github(&web, login).await?;
+        let refused = web.get(&callback).await?;
+        assert_eq!(refused.status, 403, "{login}: {}", refused.body);
+        let text = refused.text("main");
+        assert!(
+            text.contains("active members of the GitHub organisations acme, acme-labs"),
+            "{text}"
+        );
+        assert!(text.contains("the account you signed in with"), "{text}");
+        assert!(text.contains(expected), "{text}");
+        assert_eq!(
+            web.get("/me").await?.status,
+            303,
+            "{login} is not logged in"
+        );
+    }
+    assert_eq!(users(&app)?, ["member"], "a refused login creates no user");
+
+    // Checked at every login: a member who left is refused the next time.
+    github.set_org_membership("acme-labs", "member", None);
+    let web = WebClient::new(&app);
+    let callback = authorize_at_github(&web, "member").await?;
+    assert_eq!(web.get(&callback).await?.status, 403);
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_allowed_orgs_the_login_asks_no_org_scope() -> anyhow::Result<()> {
+    let (app, _github) = spawn_with_github().await?;
+    let web = WebClient::new(&app);
+    let start = web.get("/login/github?next=/me").await?;
+    let authorize = url::Url::parse(start.location().context("a redirect to GitHub")?)?;
+    let scope = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    assert!(!scope.contains("org"), "{scope}");
+    assert!(scope.contains("read:user"), "{scope}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_github_that_does_not_answer_the_checks_refuses_the_login() -> anyhow::Result<()> {
+    let (app, github) = spawn_with_allowed_orgs().await?;
+    github.set_org_membership("acme", "member", Some("active"));
+    let web = WebClient::new(&app);
+    let callback = authorize_at_github(&web, "member").await?;
+    github.set_down(true);
+    let refused = web.get(&callback).await?;
+    github.set_down(false);
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(users(&app)?.is_empty());
     Ok(())
 }

@@ -236,7 +236,7 @@ fn a_read_on_buildkite_is_the_placeholder_without_asking_the_agent() -> anyhow::
         single_use_token(cargo_credential_wharf::provider::READ_PLACEHOLDER)
     );
     assert!(job.api.requests().is_empty());
-    assert!(registry.requests().is_empty());
+    assert!(registry.requests().iter().all(|r| r.method == "GET"));
     Ok(())
 }
 

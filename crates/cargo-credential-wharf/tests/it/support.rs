@@ -178,12 +178,25 @@ pub enum Exchange {
 
 /// A registry with a sparse index at `/index/` and the Trusted Publishing endpoints at its root.
 pub fn fake_registry(exchange: Exchange, revoke_status: u16) -> anyhow::Result<FakeServer> {
+    fake_registry_with(exchange, revoke_status, false)
+}
+
+/// [`fake_registry`], private (`"auth-required": true`) when `auth_required`.
+pub fn fake_registry_with(
+    exchange: Exchange,
+    revoke_status: u16,
+    auth_required: bool,
+) -> anyhow::Result<FakeServer> {
     let issued = AtomicUsize::new(0);
     FakeServer::start(
         move |request, base_url| match (request.method.as_str(), request.path()) {
             ("GET", "/index/config.json") => Reply::json(
                 200,
-                serde_json::json!({ "dl": format!("{base_url}/api/v1/crates"), "api": base_url }),
+                serde_json::json!({
+                    "dl": format!("{base_url}/api/v1/crates"),
+                    "api": base_url,
+                    "auth-required": auth_required,
+                }),
             ),
             ("POST", "/api/v1/trusted_publishing/tokens") => match &exchange {
                 Exchange::Issue => {
@@ -313,6 +326,13 @@ pub fn index_url(server: &FakeServer) -> String {
 
 /// `{"Ok":{"kind":"get","token":…,"cache":"never","operation_independent":false}}`, byte for
 /// byte as cargo reads it.
+/// A read token cargo keeps for the rest of its command.
+pub fn session_token(token: &str) -> String {
+    format!(
+        r#"{{"Ok":{{"kind":"get","token":"{token}","cache":"session","operation_independent":false}}}}"#
+    )
+}
+
 pub fn single_use_token(token: &str) -> String {
     format!(
         r#"{{"Ok":{{"kind":"get","token":"{token}","cache":"never","operation_independent":false}}}}"#
