@@ -364,6 +364,27 @@ async fn the_guard_covers_every_route_of_the_router() -> anyhow::Result<()> {
         r("/settings", "/tokens", M::POST, "/settings/tokens", Login),
         r(
             "/settings",
+            "/pending-publishers",
+            M::GET,
+            "/settings/pending-publishers",
+            Login,
+        ),
+        r(
+            "/settings",
+            "/pending-publishers/{id}/remove",
+            M::POST,
+            "/settings/pending-publishers/1/remove",
+            Login,
+        ),
+        r(
+            "/settings",
+            "/pending-publishers/{kind}",
+            M::POST,
+            "/settings/pending-publishers/github",
+            Login,
+        ),
+        r(
+            "/settings",
             "/tokens/{id}/revoke",
             M::POST,
             "/settings/tokens/1/revoke",
