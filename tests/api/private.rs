@@ -663,6 +663,56 @@ async fn an_exchanged_token_reads_until_it_is_revoked() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_token_exchanged_through_a_pending_publisher_reads_and_creates_its_crate()
+-> anyhow::Result<()> {
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = TestApp::builder()
+        .github_idp(&idp)
+        .set("auth_required", "true")
+        .spawn()
+        .await;
+    let bob = app.token("bob");
+    app.publish_ok(&bob, &CrateBuilder::new("private-dep", "1.0.0"))
+        .await;
+    let alice = app.token("alice");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/trusted_publishing/github_configs",
+            Some(&alice),
+            &json!({ "github_config": {
+                "crate": "brand-new",
+                "repository_owner": crate::support::fake_idp::GITHUB_OWNER,
+                "repository_name": crate::support::fake_idp::GITHUB_REPO,
+                "workflow_filename": crate::support::fake_idp::GITHUB_WORKFLOW,
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["github_config"]["pending"], true);
+
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let (status, body) = app.exchange(&jwt).await;
+    assert_eq!(status, 200, "{body}");
+    let tp = body["token"].as_str().context("a token")?.to_owned();
+
+    // The verification build of the first publish resolves the crate's private dependencies.
+    let index = format!("/index/{}", index_path("private-dep"));
+    assert_eq!(get(&app, &index, Some(&tp)).await.status(), 200);
+    let download = "/api/v1/crates/private-dep/1.0.0/download";
+    assert_eq!(get(&app, download, Some(&tp)).await.status(), 200);
+    // …and the crate does not exist yet, for anyone.
+    let missing = format!("/index/{}", index_path("brand-new"));
+    assert_eq!(get(&app, &missing, Some(&tp)).await.status(), 404);
+    assert_challenged(&app, get(&app, &missing, None).await, "anonymous").await;
+
+    app.publish_ok(&tp, &CrateBuilder::new("brand-new", "0.1.0"))
+        .await;
+    assert_eq!(get(&app, &missing, Some(&tp)).await.status(), 200);
+    assert_challenged(&app, get(&app, &missing, None).await, "still private").await;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real cargo
 
