@@ -186,58 +186,39 @@ fn run(listener: TcpListener, app: web::Data<App>, session_key: Key) -> anyhow::
 
 const CLEAN_UP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// One periodic clean-up: what it deletes (for the log) and the query that deletes it.
+type CleanUp = (
+    &'static str,
+    fn(&mut crate::db::DbConn, chrono::NaiveDateTime) -> diesel::QueryResult<usize>,
+);
+
+const CLEAN_UPS: [CleanUp; 4] = [
+    (
+        "expired trusted publishing tokens and jtis",
+        crate::models::trustpub_token::clean_up,
+    ),
+    ("expired sessions", crate::models::session::clean_up),
+    (
+        "expired pending publishers",
+        crate::models::pending_config::clean_up,
+    ),
+    ("ended rate-limit windows", crate::limits::clean_up),
+];
+
 async fn clean_up_periodically(app: web::Data<App>) {
     let mut interval = tokio::time::interval(CLEAN_UP_INTERVAL);
     loop {
         interval.tick().await;
-        let result = app
-            .db
-            .run(|conn| {
-                Ok(crate::models::trustpub_token::clean_up(
-                    conn,
-                    crate::models::now(),
-                )?)
-            })
-            .await;
-        match result {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(rows, "expired trusted publishing tokens and jtis deleted"),
-            Err(error) => tracing::warn!(?error, "clean-up of expired tokens failed"),
-        }
-        let result = app
-            .db
-            .run(|conn| {
-                Ok(crate::models::session::clean_up(
-                    conn,
-                    crate::models::now(),
-                )?)
-            })
-            .await;
-        match result {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(rows, "expired sessions deleted"),
-            Err(error) => tracing::warn!(?error, "clean-up of expired sessions failed"),
-        }
-        let result = app
-            .db
-            .run(|conn| {
-                Ok(crate::models::pending_config::clean_up(
-                    conn,
-                    crate::models::now(),
-                )?)
-            })
-            .await;
-        match result {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(rows, "expired pending publishers deleted"),
-            Err(error) => tracing::warn!(?error, "clean-up of expired pending publishers failed"),
-        }
-        let result = app
-            .db
-            .run(|conn| Ok(crate::limits::clean_up(conn, crate::models::now())?))
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(?error, "clean-up of ended rate-limit windows failed");
+        for (what, clean_up) in CLEAN_UPS {
+            let result = app
+                .db
+                .run(move |conn| Ok(clean_up(conn, crate::models::now())?))
+                .await;
+            match result {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "{what} deleted"),
+                Err(error) => tracing::warn!(?error, "clean-up of {what} failed"),
+            }
         }
     }
 }
