@@ -56,6 +56,7 @@ pub async fn exchange(
             let now = now();
             let matches = match_configs(conn, &identity)
                 .inspect_err(|e| metrics.exchange_refused_by(provider, e, Reason::NoMatch))?;
+            limiter.check_exchange_publishers(conn, provider, matches.iter().map(|m| m.publisher_id))?;
             let jti_hash = jti_hash(identity.issuer(), identity.jti());
             let replay_until = identity.replay_window_ends_at().naive_utc();
             if !trustpub_token::claim_jti(conn, &jti_hash, replay_until)? {
@@ -98,10 +99,6 @@ pub async fn exchange(
                 detail["expires_at"] = json!((now + ttl).and_utc());
                 audit::record(conn, m.crate_id, &actor, "trustpub_exchange", detail, now)?;
             }
-            // Last, just before the commit: the counter row of a publisher is locked from here
-            // to the commit, so its concurrent exchanges wait on each other only this long. A
-            // refusal rolls back everything above.
-            limiter.check_exchange_publishers(conn, provider, matches.iter().map(|m| m.publisher_id))?;
             Ok(matches.into_iter().map(|m| m.crate_name).collect::<Vec<_>>())
         })
         .await
