@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::db::Database;
 use crate::errors::DisplayChain;
 use crate::models::index_file;
-use crate::schema::{crates, index_files, versions};
+use crate::schema::{crates, versions};
 use crate::storage::{Storage, StorageError, crate_key};
 
 /// Rows read from the database at once.
@@ -203,50 +203,50 @@ fn check_index_files(
     conn: &mut crate::db::DbConn,
     after: i64,
 ) -> QueryResult<(Option<i64>, u64, Vec<Problem>)> {
-    let batch: Vec<(i64, String, Option<String>, Option<String>)> = crates::table
-        .left_join(index_files::table)
+    let batch: Vec<(i64, String)> = crates::table
         .filter(crates::id.gt(after))
         .order(crates::id.asc())
         .limit(BATCH)
-        .select((
-            crates::id,
-            crates::name,
-            index_files::content.nullable(),
-            index_files::etag.nullable(),
-        ))
+        .select((crates::id, crates::name))
         .load(conn)?;
     let last = batch.last().map(|(id, ..)| *id);
     let mut problems = Vec::new();
     let mut checked = 0;
     let fix = "publishing, yanking or unyanking any version of the crate renders it again";
-    for (crate_id, name, content, etag) in batch {
-        let expected = index_file::render(conn, crate_id, &name)?;
+    for (crate_id, name) in batch {
+        let lines = index_file::render_lines(conn, crate_id, &name, None)?;
+        let expected: String = lines.iter().map(|(_, line)| line.as_str()).collect();
         let mut problem = |detail: String| {
             problems.push(Problem {
                 subject: name.clone(),
                 detail,
             })
         };
-        let (Some(content), Some(etag)) = (content, etag) else {
+        let Some(stored) = index_file::stored(conn, crate_id)?.filter(|s| !s.chunks.is_empty())
+        else {
             if !expected.is_empty() {
                 problem(format!(
                     "the crate has no index file, so cargo cannot see its {} version(s); {fix}",
-                    expected.lines().count()
+                    lines.len()
                 ));
             }
             continue;
         };
         checked += 1;
+        let content = stored.content();
         if content != expected {
             problem(format!(
                 "the index file differs from the crate's versions in the database ({}); {fix}",
                 first_difference(&content, &expected)
             ));
-        } else if etag != index_file::etag_of(&content)
-            && etag != index_file::legacy_etag_of(&content)
-        {
+        } else if !stored.etag_matches() {
             problem(format!(
-                "the index file's ETag {etag} does not match its content, so caches may keep an old file; {fix}"
+                "the index file's ETag {} does not match its content, so caches may keep an old file; {fix}",
+                stored.etag
+            ));
+        } else if let Some(wrong) = stored.chunk_problem(&lines) {
+            problem(format!(
+                "the index file's chunks are out of step with its versions ({wrong}), so a yank could render the wrong lines; {fix}"
             ));
         }
     }

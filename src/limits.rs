@@ -327,7 +327,9 @@ impl RateLimiter {
             return Ok(());
         };
         let limiter = self.clone();
-        db.run(move |conn| {
+        // A write: as a transaction, so that on SQLite it takes its turn with the other writers
+        // of this process instead of polling the database lock with SQLite's busy handler.
+        db.transaction(move |conn| {
             limiter.check(
                 conn,
                 Action::ExchangePerAddress,

@@ -56,9 +56,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    index_chunks (crate_id, seq) {
+        crate_id -> BigInt,
+        seq -> Integer,
+        first_version_id -> BigInt,
+        last_version_id -> BigInt,
+        size -> BigInt,
+        digest -> Text,
+        content -> Text,
+    }
+}
+
+diesel::table! {
     index_files (crate_id) {
         crate_id -> BigInt,
-        content -> Text,
         etag -> Text,
         updated_at -> Timestamp,
         change_seq -> BigInt,
@@ -143,6 +154,7 @@ diesel::table! {
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(crate_audit_log -> crates (crate_id));
 diesel::joinable!(crate_owners -> crates (crate_id));
+diesel::joinable!(index_chunks -> crates (crate_id));
 diesel::joinable!(index_files -> crates (crate_id));
 diesel::joinable!(mail_outbox -> users (recipient_user_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -257,6 +269,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     crate_audit_log,
     crate_owners,
     crates,
+    index_chunks,
     index_files,
     mail_outbox,
     rate_limits,

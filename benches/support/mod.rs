@@ -26,6 +26,15 @@ use wharf::startup::Application;
 
 pub use self::crates::CrateBuilder;
 
+/// The rate-limit settings, and the ceiling the benchmarks give each of them.
+pub const RATE_LIMITS: [&str; 4] = [
+    "rate_limit_publishes_per_crate",
+    "rate_limit_publishes_per_publisher",
+    "rate_limit_exchanges_per_address",
+    "rate_limit_exchanges_per_publisher",
+];
+pub const UNREACHED_RATE: &str = "100000000/1m";
+
 /// Where the server keeps its data.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -76,6 +85,13 @@ impl Server {
         let data_dir = tempfile::tempdir().context("creating a temporary folder")?;
         settings.set("bind", "127.0.0.1:0");
         settings.set("data_dir", data_dir.path().to_string_lossy());
+        // The rate limiter counts every publish and exchange as in production, but with ceilings
+        // a benchmark cannot reach (the defaults would refuse its 31st publish of one crate).
+        for key in RATE_LIMITS {
+            if !settings.contains(key) {
+                settings.set(key, UNREACHED_RATE);
+            }
+        }
         let postgres = match backend {
             Backend::Sqlite => None,
             Backend::Postgres { admin_url } => {

@@ -10,10 +10,12 @@
 //! blamed. Keys are never taken from the token itself.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
-use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -38,9 +40,36 @@ pub struct KeyCache {
     issuers: HashMap<String, Mutex<IssuerKeys>>,
 }
 
+/// An issuer's RSA public key, decoded once when the key set is fetched and shared by every
+/// verification that uses it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RsaKey {
+    /// The modulus, big-endian.
+    pub n: Vec<u8>,
+    /// The public exponent, big-endian.
+    pub e: Vec<u8>,
+}
+
+impl RsaKey {
+    /// Whether `signature` is a valid RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of
+    /// `message` by this key. Moduli of 2048 to 8192 bits only.
+    pub fn verifies_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+        ring::signature::RsaPublicKeyComponents {
+            n: self.n.as_slice(),
+            e: self.e.as_slice(),
+        }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            message,
+            signature,
+        )
+        .is_ok()
+    }
+}
+
 #[derive(Default)]
 struct IssuerKeys {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, Arc<RsaKey>>,
     /// When the key set in `keys` was fetched.
     fetched_at: Option<DateTime<Utc>>,
     /// When a fetch was last tried, successful or not.
@@ -87,7 +116,7 @@ impl KeyCache {
         issuer: &str,
         kid: &str,
         now: DateTime<Utc>,
-    ) -> Result<DecodingKey, VerifyError> {
+    ) -> Result<Arc<RsaKey>, VerifyError> {
         let Some(slot) = self.issuers.get(issuer) else {
             return Err(VerifyError::invalid(format!(
                 "The ID token's issuer `{}` is not trusted by this registry.",
@@ -175,7 +204,7 @@ struct RawKey {
 async fn fetch_keys(
     http: &reqwest::Client,
     issuer: &str,
-) -> Result<HashMap<String, DecodingKey>, String> {
+) -> Result<HashMap<String, Arc<RsaKey>>, String> {
     let discovery_url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -214,7 +243,19 @@ async fn fetch_keys(
         let (Some(kid), Some(n), Some(e)) = (key.kid, key.n, key.e) else {
             continue;
         };
-        if decoded_len(&n) < MIN_MODULUS_BYTES {
+        let (Ok(n), Ok(e)) = (
+            URL_SAFE_NO_PAD.decode(n.trim_end_matches('=')),
+            URL_SAFE_NO_PAD.decode(e.trim_end_matches('=')),
+        ) else {
+            tracing::warn!(
+                trustpub.issuer = issuer,
+                trustpub.kid = %shorten(&kid),
+                "ignoring an RSA key with invalid components"
+            );
+            continue;
+        };
+        let significant = n.iter().skip_while(|&&b| b == 0).count();
+        if significant < MIN_MODULUS_BYTES {
             tracing::warn!(
                 trustpub.issuer = issuer,
                 trustpub.kid = %shorten(&kid),
@@ -222,16 +263,7 @@ async fn fetch_keys(
             );
             continue;
         }
-        match DecodingKey::from_rsa_components(&n, &e) {
-            Ok(decoding_key) => {
-                keys.insert(kid, decoding_key);
-            }
-            Err(_) => tracing::warn!(
-                trustpub.issuer = issuer,
-                trustpub.kid = %shorten(&kid),
-                "ignoring an RSA key with invalid components"
-            ),
-        }
+        keys.insert(kid, Arc::new(RsaKey { n, e }));
     }
     if keys.is_empty() {
         return Err("the key set has no usable RS256 key".to_owned());
@@ -289,9 +321,4 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-/// Length in bytes of the value that an unpadded base64url string encodes.
-fn decoded_len(b64: &str) -> usize {
-    b64.trim_end_matches('=').len() * 3 / 4
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use actix_web::web::Bytes;
 use diesel::prelude::*;
 use wharf::registry::crate_name::CrateName;
-use wharf::schema::{crates, index_files};
+use wharf::schema::{crates, index_chunks, index_files};
 use wharf::storage::crate_key;
 
 use crate::support::{CrateBuilder, TestApp, s3};
@@ -80,19 +80,36 @@ pub async fn each_problem_is_reported(app: &TestApp) -> anyhow::Result<()> {
         .storage
         .put(&key("Other_crate", "0.1.0"), Bytes::from(other))
         .await?;
+    // The first chunk of the crate's file and its ETag.
     let tamper = |name: &'static str, edit: fn(String, String) -> (String, String)| {
         app.app
             .db
             .blocking(move |conn| {
-                let (id, content, etag): (i64, String, String) = index_files::table
-                    .inner_join(crates::table)
+                let id: i64 = crates::table
                     .filter(crates::name.eq(name))
-                    .select((crates::id, index_files::content, index_files::etag))
+                    .select(crates::id)
+                    .first(conn)?;
+                let etag: String = index_files::table
+                    .find(id)
+                    .select(index_files::etag)
+                    .first(conn)?;
+                let content: String = index_chunks::table
+                    .find((id, 0))
+                    .select(index_chunks::content)
                     .first(conn)?;
                 let (content, etag) = edit(content, etag);
                 diesel::update(index_files::table.find(id))
-                    .set((index_files::content.eq(content), index_files::etag.eq(etag)))
+                    .set(index_files::etag.eq(etag))
                     .execute(conn)?;
+                diesel::update(index_chunks::table.find((id, 0)))
+                    .set(index_chunks::content.eq(content))
+                    .execute(conn)?;
+                // A chunk that claims other versions than the lines it holds.
+                if name == "Other_crate" {
+                    diesel::update(index_chunks::table.find((id, 0)))
+                        .set(index_chunks::first_version_id.eq(0))
+                        .execute(conn)?;
+                }
                 Ok(())
             })
             .expect("tamper with an index file")
@@ -103,6 +120,7 @@ pub async fn each_problem_is_reported(app: &TestApp) -> anyhow::Result<()> {
             etag,
         )
     });
+    tamper("Other_crate", |content, etag| (content, etag));
     tamper("tagged", |content, _| (content, "\"0123\"".to_owned()));
 
     let out = admin_check(app);
@@ -128,17 +146,18 @@ pub async fn each_problem_is_reported(app: &TestApp) -> anyhow::Result<()> {
                 "Other_crate 0.1.0: the .crate file in storage ({other_key}) has SHA-256 {other_cksum} and {other_len} bytes, but the version was published with SHA-256 {published_cksum} and {published_len} bytes; restore the file from a backup of the storage"
             ),
             "audited: the index file differs from the crate's versions in the database (line 1 differs); publishing, yanking or unyanking any version of the crate renders it again".to_owned(),
+            "Other_crate: the index file's chunks are out of step with its versions (chunk 0 does not hold the lines of versions 0 to 3), so a yank could render the wrong lines; publishing, yanking or unyanking any version of the crate renders it again".to_owned(),
             "tagged: the index file's ETag \"0123\" does not match its content, so caches may keep an old file; publishing, yanking or unyanking any version of the crate renders it again".to_owned(),
         ],
         "{stdout}"
     );
     assert!(
-        stdout.ends_with("checked 4 version(s) and 3 crate index file(s): 4 problems\n"),
+        stdout.ends_with("checked 4 version(s) and 3 crate index file(s): 5 problems\n"),
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("error: 4 problem(s) found; each is listed above with what to do"),
+        stderr.contains("error: 5 problem(s) found; each is listed above with what to do"),
         "{stderr}"
     );
     Ok(())

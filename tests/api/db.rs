@@ -352,3 +352,152 @@ async fn instances_migrating_one_database_at_once_all_start() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[derive(diesel::QueryableByName, Debug)]
+struct WholeIndexFile {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    content: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    etag: String,
+}
+
+/// On a connection of its own: reverts the index-chunks migration (and any later one), checks
+/// that `down.sql` put each file back whole, stores the `ETag` the code of that time made (a
+/// hash chained over the lines) and migrates up again. Returns the file.
+macro_rules! unchunk_check_and_rechunk {
+    ($conn:expr, $migrations:expr, $widget:expr, $served:expr) => {{
+        use diesel::RunQueryDsl;
+        use diesel_migrations::MigrationHarness;
+        let conn = $conn;
+        let (widget, served): (i64, &str) = ($widget, $served);
+        loop {
+            let reverted = conn
+                .revert_last_migration($migrations)
+                .map_err(|e| anyhow::anyhow!("down: {e}"))?
+                .to_string();
+            if reverted.as_str() <= "20261127001300" {
+                assert_eq!(reverted, "20261127001300");
+                break;
+            }
+        }
+        let files: Vec<WholeIndexFile> = diesel::sql_query(format!(
+            "SELECT content, etag FROM index_files WHERE crate_id = {widget}"
+        ))
+        .load(conn)?;
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].content, served, "the chunks joined in order");
+
+        assert!(
+            files[0].etag.starts_with("\"c-"),
+            "the ETag stays: {}",
+            files[0].etag
+        );
+
+        // The code of that time stored the ETag chained over the file's lines.
+        let file = served.to_owned();
+        diesel::sql_query(format!(
+            "UPDATE index_files SET etag = '{}' WHERE crate_id = {widget}",
+            wharf::models::index_file::etag_of(&file)
+        ))
+        .execute(conn)?;
+
+        conn.run_pending_migrations($migrations)
+            .map_err(|e| anyhow::anyhow!("up: {e}"))?;
+        file
+    }};
+}
+
+#[tokio::test]
+async fn the_index_chunks_migration_carries_files_over_both_ways() -> anyhow::Result<()> {
+    use diesel::Connection;
+    use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+    use wharf::models::index_file;
+
+    use crate::index::wide;
+    use crate::support::{CrateBuilder, index_path};
+
+    const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+    // Arrange: a file of several chunks.
+    let app = TestApp::spawn().await;
+    let owner = app.token("alice");
+    for patch in 0..5 {
+        app.publish_ok(&owner, &wide("widget", &format!("1.0.{patch}")))
+            .await;
+    }
+    let widget = app
+        .app
+        .db
+        .blocking(|conn| Ok(wharf::models::Crate::by_name(conn, "widget")?.map_or(0, |c| c.id)))?;
+    let chunks = app.app.db.blocking(move |conn| {
+        Ok(index_file::stored(conn, widget)?.map_or(0, |s| s.chunks.len()))
+    })?;
+    assert!(chunks >= 2, "{chunks}");
+    let url = app.url(&format!("/index/{}", index_path("widget")));
+    let served = app.client.get(&url).send().await?.text().await?;
+
+    // Act: down to whole files and up again, beside the running server.
+    let url_db = app.config().database.url.expose().to_owned();
+    let file = match url_db.strip_prefix("sqlite://") {
+        Some(path) => {
+            let mut conn = diesel::SqliteConnection::establish(path)?;
+            unchunk_check_and_rechunk!(&mut conn, SQLITE, widget, &served)
+        }
+        None => {
+            let mut conn = diesel::PgConnection::establish(&url_db)?;
+            unchunk_check_and_rechunk!(&mut conn, POSTGRES, widget, &served)
+        }
+    };
+
+    // Assert: the file from before chunks is served as it was, ETag included…
+    app.app.index_cache.invalidate("widget");
+    let carried = app.client.get(&url).send().await?;
+    assert_eq!(
+        carried.headers()["etag"].to_str()?,
+        index_file::etag_of(&file)
+    );
+    assert_eq!(carried.text().await?, file);
+    let stored = app
+        .app
+        .db
+        .blocking(move |conn| Ok(index_file::stored(conn, widget)?))?
+        .expect("a file");
+    assert_eq!(stored.chunks.len(), 1, "carried over as one chunk");
+    assert!(stored.etag_matches());
+    // …and the next change renders it again from the versions, in chunks.
+    let response = app
+        .client
+        .delete(app.url("/api/v1/crates/widget/1.0.1/yank"))
+        .header("Authorization", &owner)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.6"))
+        .await;
+    let versions: Vec<String> = app
+        .index_lines("widget")
+        .await
+        .iter()
+        .map(|l| format!("{} {}", l["vers"].as_str().unwrap_or(""), l["yanked"]))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            "1.0.0 false",
+            "1.0.1 true",
+            "1.0.2 false",
+            "1.0.3 false",
+            "1.0.4 false",
+            "1.0.6 false"
+        ]
+    );
+    let (stored, lines) = app.app.db.blocking(move |conn| {
+        let lines = index_file::render_lines(conn, widget, "widget", None)?;
+        Ok((index_file::stored(conn, widget)?.expect("a file"), lines))
+    })?;
+    assert!(stored.chunks.len() >= 2);
+    assert!(stored.etag_matches());
+    assert_eq!(stored.chunk_problem(&lines), None);
+    Ok(())
+}

@@ -257,3 +257,115 @@ async fn the_etag_of_a_cached_file_answers_304_and_head_has_no_body() -> anyhow:
     assert_eq!(stale.text().await?, body);
     Ok(())
 }
+
+/// A version whose index line is about 5 KB (many features), so a few versions fill a chunk.
+pub fn wide(name: &str, version: &str) -> CrateBuilder {
+    let features: serde_json::Map<String, serde_json::Value> = (0..40)
+        .map(|i| {
+            let name = format!("feature-{i:02}-{}", "x".repeat(100));
+            (name, serde_json::json!([]))
+        })
+        .collect();
+    CrateBuilder::new(name, version).features(serde_json::Value::Object(features))
+}
+
+/// The crate's file as stored, checked as `wharf admin check` checks it, and its chunk count.
+fn stored_chunks(app: &TestApp, name: &'static str) -> anyhow::Result<(String, String, usize)> {
+    use wharf::models::index_file;
+    let stored = app.app.db.blocking(move |conn| {
+        let krate = wharf::models::Crate::by_name(conn, name)?.expect("the crate exists");
+        let lines = index_file::render_lines(conn, krate.id, &krate.name, None)?;
+        let stored = index_file::stored(conn, krate.id)?.expect("an index file");
+        Ok((lines, stored))
+    })?;
+    let (lines, stored) = stored;
+    let expected: String = lines.iter().map(|(_, line)| line.as_str()).collect();
+    assert_eq!(
+        stored.content(),
+        expected,
+        "the chunks are the rendered file"
+    );
+    assert!(stored.etag_matches(), "{}", stored.etag);
+    assert_eq!(stored.chunk_problem(&lines), None);
+    Ok((stored.content(), stored.etag.clone(), stored.chunks.len()))
+}
+
+#[tokio::test]
+async fn a_file_of_many_chunks_stays_whole_through_publishes_and_yanks() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let token = app.token("alice");
+    for patch in 0..10 {
+        app.publish_ok(&token, &wide("chunky", &format!("1.0.{patch}")))
+            .await;
+    }
+    let url = app.url(&format!("/index/{}", index_path("chunky")));
+    let (content, etag, chunks) = stored_chunks(&app, "chunky")?;
+    assert!(
+        chunks >= 3,
+        "10 lines of 5 KB make several chunks: {chunks}"
+    );
+    let served = app.client.get(&url).send().await?;
+    assert_eq!(served.headers()["etag"].to_str()?, etag);
+    assert_eq!(served.text().await?, content);
+
+    // A yank in a middle chunk renders that chunk again; the file and its ETag follow.
+    let yank = |version: &'static str, method: reqwest::Method| {
+        let request = app
+            .client
+            .request(
+                method.clone(),
+                app.url(&format!(
+                    "/api/v1/crates/chunky/{version}/{}",
+                    if method == reqwest::Method::DELETE {
+                        "yank"
+                    } else {
+                        "unyank"
+                    }
+                )),
+            )
+            .header("Authorization", &token);
+        async move {
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), 200);
+        }
+    };
+    yank("1.0.4", reqwest::Method::DELETE).await;
+    let (yanked, yanked_etag, same_chunks) = stored_chunks(&app, "chunky")?;
+    assert_eq!(same_chunks, chunks, "a yank does not split the file again");
+    assert_ne!(yanked_etag, etag);
+    let lines = app.index_lines("chunky").await;
+    let flags: Vec<bool> = lines.iter().map(|l| l["yanked"] == true).collect();
+    let mut expected = vec![false; 10];
+    expected[4] = true;
+    assert_eq!(flags, expected);
+    let stale = app
+        .client
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await?;
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.text().await?, yanked);
+
+    // Unyanking gives back the very file, ETag included; later publishes keep appending.
+    yank("1.0.4", reqwest::Method::PUT).await;
+    let (unyanked, unyanked_etag, _) = stored_chunks(&app, "chunky")?;
+    assert_eq!((unyanked, unyanked_etag), (content, etag));
+    yank("1.0.0", reqwest::Method::DELETE).await;
+    yank("1.0.9", reqwest::Method::DELETE).await;
+    for patch in 10..13 {
+        app.publish_ok(&token, &wide("chunky", &format!("1.0.{patch}")))
+            .await;
+    }
+    let (_, _, more) = stored_chunks(&app, "chunky")?;
+    assert!(more > chunks, "{more} > {chunks}");
+    let lines = app.index_lines("chunky").await;
+    let yanked: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["yanked"] == true)
+        .filter_map(|l| l["vers"].as_str())
+        .collect();
+    assert_eq!(yanked, ["1.0.0", "1.0.9"]);
+    assert_eq!(lines.len(), 13);
+    Ok(())
+}

@@ -49,7 +49,7 @@ async fn set_yanked(
                 Version::set_yanked(conn, version.id, yanked)?;
                 let max = max_version(conn, krate.id)?;
                 Crate::set_max_version(conn, krate.id, max.as_deref())?;
-                index_file::rebuild(conn, &krate, now)?;
+                index_file::rerender(conn, &krate, version.id, now)?;
                 let action = if yanked { "yank" } else { "unyank" };
                 audit::record(
                     conn,
