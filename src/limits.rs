@@ -310,33 +310,64 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// An exchange attempt from the request's client address, counted before anything else.
-    /// A refusal (or a failure to count) counts in `wharf_exchanges_total` as well.
-    pub async fn check_exchange_address(&self, db: &Database, req: &HttpRequest) -> AppResult<()> {
-        self.count_exchange_address(db, req).await.inspect_err(|e| {
+    /// The client address an exchange attempt counts against, when that limit is on.
+    pub fn exchange_address(&self, req: &HttpRequest) -> Option<Subject> {
+        self.config.exchanges_per_address.as_ref()?;
+        client_address(req, &self.config.trusted_proxies).map(Subject::address)
+    }
+
+    /// An exchange attempt from `address`, counted in the exchange's own transaction (one
+    /// write less on the way to a minted token): 429 when over the limit, which counts in
+    /// `wharf_exchanges_total` as well.
+    pub fn check_exchange_address(
+        &self,
+        conn: &mut DbConn,
+        address: Option<&Subject>,
+    ) -> AppResult<()> {
+        let Some(subject) = address else {
+            return Ok(());
+        };
+        self.check(
+            conn,
+            Action::ExchangePerAddress,
+            subject,
+            Count::Yes,
+            Utc::now(),
+        )
+        .inspect_err(|e| {
             self.metrics
                 .exchange_failed(UNKNOWN_PROVIDER, e, ExchangeReason::RateLimited)
         })
     }
 
-    async fn count_exchange_address(&self, db: &Database, req: &HttpRequest) -> AppResult<()> {
-        if self.config.exchanges_per_address.is_none() {
-            return Ok(());
-        }
-        let Some(address) = client_address(req, &self.config.trusted_proxies) else {
+    /// An exchange attempt from `address` that failed before or inside its transaction (whose
+    /// rollback took its count back), counted in a transaction of its own. The answer is 429
+    /// when this attempt is over the limit; `metrics` says whether a refusal also counts in
+    /// `wharf_exchanges_total` (not when the failure was counted there already).
+    pub async fn count_failed_exchange(
+        &self,
+        db: &Database,
+        address: Option<Subject>,
+        metrics: bool,
+    ) -> AppResult<()> {
+        let Some(subject) = address else {
             return Ok(());
         };
         let limiter = self.clone();
         // A write: as a transaction, so that on SQLite it takes its turn with the other writers
         // of this process instead of polling the database lock with SQLite's busy handler.
         db.transaction(move |conn| {
-            limiter.check(
-                conn,
-                Action::ExchangePerAddress,
-                &Subject::address(address),
-                Count::Yes,
-                Utc::now(),
-            )
+            if metrics {
+                limiter.check_exchange_address(conn, Some(&subject))
+            } else {
+                limiter.check(
+                    conn,
+                    Action::ExchangePerAddress,
+                    &subject,
+                    Count::Yes,
+                    Utc::now(),
+                )
+            }
         })
         .await
     }

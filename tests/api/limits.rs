@@ -199,8 +199,8 @@ async fn a_publish_limit_window_ends_after_retry_after() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn exchanges_over_the_per_address_limit_are_refused_before_verification() -> anyhow::Result<()>
-{
+async fn exchanges_over_the_per_address_limit_are_refused_whatever_their_id_token()
+-> anyhow::Result<()> {
     let app = app_with(&[("rate_limit_exchanges_per_address", "2/1m")]).await;
     for _ in 0..2 {
         let (status, _, body) = exchange_raw(&app, "not-a-jwt", None).await?;
@@ -217,6 +217,40 @@ async fn exchanges_over_the_per_address_limit_are_refused_before_verification() 
             "too many Trusted Publishing token exchanges from address 127.0.0.1: at most 2 per 1m are allowed (WHARF_RATE_LIMIT_EXCHANGES_PER_ADDRESS); try again in {retry_after} seconds"
         )
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_exchange_from_an_address_counts_minted_unmatched_or_replayed() -> anyhow::Result<()>
+{
+    let idp = FakeIdp::start(Provider::GitHub);
+    let app = builder_with(&[("rate_limit_exchanges_per_address", "3/1m")])
+        .github_idp(&idp)
+        .spawn()
+        .await;
+    let owner = app.token("alice");
+    app.publish_ok(&owner, &CrateBuilder::new("widget", "1.0.0"))
+        .await;
+    let jwt = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let unmatched = idp.sign(&idp.github_claims(
+        &app.audience(),
+        json!({
+            "workflow_ref": "octo-org/widget/.github/workflows/other.yml@refs/heads/main",
+            "job_workflow_ref": "octo-org/widget/.github/workflows/other.yml@refs/heads/main",
+        }),
+    ));
+    app.add_github_config(&owner, "widget", None).await;
+
+    // A minted token, a replay of its ID token and an ID token no publisher accepts: each
+    // one attempt, although the last two roll their exchange transaction back.
+    assert_eq!(exchange_raw(&app, &jwt, None).await?.0, 200);
+    assert_eq!(exchange_raw(&app, &jwt, None).await?.0, 400);
+    assert_eq!(exchange_raw(&app, &unmatched, None).await?.0, 400);
+
+    let fresh = idp.sign(&idp.github_claims(&app.audience(), json!({})));
+    let (status, _, body) = exchange_raw(&app, &fresh, None).await?;
+    assert_eq!(status, 429, "{body}");
+    assert!(detail(&body).contains("at most 3 per 1m"), "{body}");
     Ok(())
 }
 

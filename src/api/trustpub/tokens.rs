@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::auth::RawToken;
 use crate::db::DbConn;
-use crate::errors::{AppResult, bad_request, forbidden, internal, service_unavailable};
+use crate::errors::{AppError, AppResult, bad_request, forbidden, internal, service_unavailable};
 use crate::metrics::{ExchangeReason as Reason, UNKNOWN_PROVIDER};
 use crate::models::audit::{self, Actor};
 use crate::models::now;
@@ -39,23 +39,33 @@ pub async fn exchange(
     req: HttpRequest,
     body: web::Json<ExchangeBody>,
 ) -> AppResult<HttpResponse> {
-    app.limiter.check_exchange_address(&app.db, &req).await?;
-    let identity = app.verifier.verify(&body.jwt).await.map_err(|e| {
-        app.metrics
-            .exchange_refused(UNKNOWN_PROVIDER, Reason::of_verify(&e));
-        if e.is_unavailable() {
-            service_unavailable(e)
-        } else {
-            bad_request(e)
+    // Every attempt counts against its client address: a minted token's in the exchange
+    // transaction, a failed one's on its own (over the limit, its answer is 429).
+    let address = app.limiter.exchange_address(&req);
+    let identity = match app.verifier.verify(&body.jwt).await {
+        Ok(identity) => identity,
+        Err(e) => {
+            app.limiter
+                .count_failed_exchange(&app.db, address, true)
+                .await?;
+            app.metrics
+                .exchange_refused(UNKNOWN_PROVIDER, Reason::of_verify(&e));
+            return Err(if e.is_unavailable() {
+                service_unavailable(e)
+            } else {
+                bad_request(e)
+            });
         }
-    })?;
+    };
     let ttl = chrono::Duration::from_std(app.config.trustpub.token_ttl).map_err(internal)?;
     let (token, hash) = tokens::generate(tokens::TRUSTPUB_TOKEN_PREFIX);
     let provider = identity.provider().as_str();
     let (metrics, limiter) = (app.metrics.clone(), app.limiter.clone());
-    let crates = app
+    let counted = address.clone();
+    let result = app
         .db
         .transaction(move |conn| {
+            limiter.check_exchange_address(conn, counted.as_ref())?;
             let now = now();
             let matches = match_configs(conn, &identity, now)
                 .inspect_err(|e| metrics.exchange_refused_by(provider, e, Reason::NoMatch))?;
@@ -124,7 +134,25 @@ pub async fn exchange(
                 .collect::<Vec<_>>())
         })
         .await
-        .inspect_err(|e| app.metrics.exchange_error_if_server(provider, e))?;
+        .inspect_err(|e| app.metrics.exchange_error_if_server(provider, e));
+    let crates = match result {
+        Ok(crates) => crates,
+        // Refused by the address limit: counted already.
+        Err(e @ AppError::TooManyRequests { .. }) => return Err(e),
+        Err(e) => {
+            // The rollback took the attempt's count back; the refusal itself was counted in
+            // the metrics, so a count that goes over the limit only refuses the next attempt.
+            if let Err(count) = app
+                .limiter
+                .count_failed_exchange(&app.db, address, false)
+                .await
+                && !matches!(count, AppError::TooManyRequests { .. })
+            {
+                tracing::warn!(error = ?count, "a failed exchange could not be counted against its address");
+            }
+            return Err(e);
+        }
+    };
     app.metrics.exchange_ok(provider);
     tracing::info!(crates = ?crates, "trusted publishing token minted");
     Ok(HttpResponse::Ok().json(json!({ "token": token })))
