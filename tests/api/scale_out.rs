@@ -1,7 +1,8 @@
 //! Two `wharf serve` processes on one database and one crate storage, behind nginx as a
 //! round-robin load balancer, with `WHARF_PUBLIC_URL` pointing at nginx: what one instance
 //! does, the other sees at once; an ID token is single-use across both; a version published
-//! through both at once has one winner; and killing one instance mid-burst loses nothing.
+//! through both at once has one winner; mail written through both is delivered once; and
+//! killing one instance mid-burst loses nothing.
 //!
 //! The database is the suite's: one SQLite file that both processes open (WAL, with a busy
 //! timeout), or a PostgreSQL database when `WHARF_TEST_DATABASE_URL` names a server. The crate
@@ -12,12 +13,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use wharf::cli::{UserAdd, add_user};
 
 use crate::admin_check::admin_check;
 use crate::e2e_cargo::{Cargo, write_package};
 use crate::support::fake_idp::{FakeIdp, Provider};
 use crate::support::nginx::{Nginx, free_port};
 use crate::support::process::Spawned;
+use crate::support::smtp::SmtpSink;
 use crate::support::{CrateBuilder, TestApp, detail, index_path, s3};
 
 /// The same session key on every instance, as an operator sets it.
@@ -55,17 +58,26 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> anyhow::Result<Cluster> {
+        Cluster::start_with(None).await
+    }
+
+    /// With `mail`, every instance (the seed too: all share the outbox) sends through it.
+    async fn start_with(mail: Option<&SmtpSink>) -> anyhow::Result<Cluster> {
         let idp = FakeIdp::start(Provider::GitHub);
         let mut builder = TestApp::builder().github_idp(&idp);
         if std::env::var(s3::ENDPOINT_VARIABLE).is_ok_and(|e| !e.trim().is_empty()) {
             builder = builder.s3();
         }
+        if let Some(sink) = mail {
+            builder = builder.smtp(sink);
+        }
         let seed = builder.spawn().await;
         let nginx_port = free_port()?;
         let public_url = format!("http://127.0.0.1:{nginx_port}");
+        let smtp_url = mail.map(SmtpSink::url);
         let instances = [
-            start_instance(&seed, &idp, &public_url).await?,
-            start_instance(&seed, &idp, &public_url).await?,
+            start_instance(&seed, &idp, &public_url, smtp_url.as_deref()).await?,
+            start_instance(&seed, &idp, &public_url, smtp_url.as_deref()).await?,
         ];
         let nginx = Nginx::start(nginx_port, &instances.each_ref().map(|i| i.port)).await?;
         Ok(Cluster {
@@ -177,6 +189,7 @@ async fn start_instance(
     seed: &TestApp,
     idp: &FakeIdp,
     public_url: &str,
+    smtp_url: Option<&str>,
 ) -> anyhow::Result<Instance> {
     let config = seed.config();
     let data_dir = tempfile::tempdir()?;
@@ -196,6 +209,9 @@ async fn start_instance(
         .env("WHARF_GITHUB_API_URL", idp.api_url())
         .env("WHARF_LOG", "info")
         .envs(s3::env_of(&config.storage));
+    if let Some(url) = smtp_url {
+        command.env("WHARF_SMTP_URL", url);
+    }
     let mut process = Spawned::start(command)?;
     process.wait_for("listening").await?;
     let log = process.stderr() + &process.stdout();
@@ -368,6 +384,69 @@ async fn one_version_published_through_both_at_once_has_exactly_one_winner() -> 
     cluster.assert_served("contested", &winners).await?;
     let check = admin_check(&cluster.seed);
     assert!(check.status.success(), "nothing partial: {check:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_written_through_both_instances_is_delivered_once() -> anyhow::Result<()> {
+    let sink = SmtpSink::start().await?;
+    let cluster = Cluster::start_with(Some(&sink)).await?;
+    for login in ["alice", "bob"] {
+        add_user(
+            &cluster.seed.app.db,
+            &UserAdd {
+                login: login.to_owned(),
+                github_id: None,
+                email: Some(format!("{login}@example.com")),
+                admin: false,
+            },
+        )?;
+    }
+    let alice = cluster.seed.token("alice");
+    let (status, body) = cluster
+        .publish(
+            cluster.instances[0].url("/api/v1/crates/new"),
+            &alice,
+            &CrateBuilder::new("mailed", "1.0.0"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Six owner changes through nginx, which sends them to both instances in turn; each is
+    // mailed to alice and to bob (a removed owner is told too).
+    let owners = cluster.nginx.url("/api/v1/crates/mailed/owners");
+    for _ in 0..3 {
+        for add in [true, false] {
+            let request = if add {
+                cluster.client.put(&owners)
+            } else {
+                cluster.client.delete(&owners)
+            };
+            let response = request
+                .header("Authorization", &alice)
+                .json(&json!({ "users": ["bob"] }))
+                .send()
+                .await?;
+            assert_eq!(response.status(), 200, "{}", response.text().await?);
+        }
+    }
+
+    let mails = sink.wait_for(12).await?;
+    let mut received: Vec<(String, String)> = mails
+        .iter()
+        .flat_map(|m| m.rcpt_tos.iter().map(|to| (m.subject.clone(), to.clone())))
+        .collect();
+    received.sort();
+    let mut expected: Vec<(String, String)> = ["added", "removed"]
+        .into_iter()
+        .flat_map(|change| {
+            ["alice@example.com", "bob@example.com"]
+                .map(|to| (format!("mailed: owner bob {change}"), to.to_owned()))
+        })
+        .flat_map(|pair| std::iter::repeat_n(pair, 3))
+        .collect();
+    expected.sort();
+    assert_eq!(received, expected, "each mail once: {mails:#?}");
     Ok(())
 }
 
