@@ -80,6 +80,7 @@ pub struct TrustpubAuth {
     /// The CI identity (actor, repository, workflow, run…), recorded on every publish.
     pub publisher: Box<TrustpubData>,
     pub actor: String,
+    pub expires_at: NaiveDateTime,
 }
 
 impl TrustpubAuth {
@@ -209,11 +210,8 @@ pub async fn may_read(app: &App, raw: &RawToken) -> AppResult<bool> {
         .run(move |conn| {
             let now = now();
             if trustpub {
-                let Some(expires_at) = trustpub_token::expires_at_of(conn, &key)? else {
-                    return Ok(None);
-                };
                 return match resolve_trustpub(conn, &key, now) {
-                    Ok(_) => Ok(Some(Some(expires_at))),
+                    Ok(token) => Ok(Some(Some(token.expires_at))),
                     // Revoked for every crate (or expired just now): not a credential.
                     Err(AppError::Client { status, .. }) if status == StatusCode::FORBIDDEN => {
                         Ok(None)
@@ -282,5 +280,6 @@ fn resolve_trustpub(
         pending,
         publisher: Box::new(token.publisher),
         actor: token.actor,
+        expires_at: token.expires_at,
     })
 }

@@ -158,6 +158,7 @@ fn grants(rows: Vec<LinkRow>) -> BTreeMap<i64, CrateGrant> {
 pub struct LiveToken {
     pub id: i64,
     pub actor: String,
+    pub expires_at: NaiveDateTime,
     pub publisher: TrustpubData,
     /// By crate id; a crate whose grant is revoked is still listed, with why.
     pub crates: BTreeMap<i64, CrateGrant>,
@@ -172,15 +173,6 @@ pub enum LiveTokenError {
     Record(#[from] serde_json::Error),
 }
 
-/// When the token with this hash expires, if such a token exists.
-pub fn expires_at_of(conn: &mut DbConn, token_hash: &str) -> QueryResult<Option<NaiveDateTime>> {
-    trustpub_tokens::table
-        .filter(trustpub_tokens::token_hash.eq(token_hash))
-        .select(trustpub_tokens::expires_at)
-        .first(conn)
-        .optional()
-}
-
 /// The unexpired token whose secret hashes to `token_hash`, if there is one. Deleted and
 /// expired tokens are `None` alike.
 pub fn live_by_hash(
@@ -188,17 +180,18 @@ pub fn live_by_hash(
     token_hash: &str,
     now: NaiveDateTime,
 ) -> Result<Option<LiveToken>, LiveTokenError> {
-    let row: Option<(i64, String, String)> = trustpub_tokens::table
+    let row: Option<(i64, String, String, NaiveDateTime)> = trustpub_tokens::table
         .filter(trustpub_tokens::token_hash.eq(token_hash))
         .filter(trustpub_tokens::expires_at.gt(now))
         .select((
             trustpub_tokens::id,
             trustpub_tokens::actor,
             trustpub_tokens::publisher,
+            trustpub_tokens::expires_at,
         ))
         .first(conn)
         .optional()?;
-    let Some((id, actor, publisher)) = row else {
+    let Some((id, actor, publisher, expires_at)) = row else {
         return Ok(None);
     };
     let links = trustpub_token_crates::table
@@ -221,6 +214,7 @@ pub fn live_by_hash(
     Ok(Some(LiveToken {
         id,
         actor,
+        expires_at,
         publisher: serde_json::from_str(&publisher)?,
         crates: grants(rows),
     }))
