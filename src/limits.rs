@@ -355,8 +355,9 @@ impl RateLimiter {
         };
         let limiter = self.clone();
         // A write: as a transaction, so that on SQLite it takes its turn with the other writers
-        // of this process instead of polling the database lock with SQLite's busy handler.
-        db.transaction(move |conn| {
+        // of this process instead of polling the database lock with SQLite's busy handler
+        // (grouped with the exchanges, which it follows).
+        db.grouped_transaction(move |conn| {
             if metrics {
                 limiter.check_exchange_address(conn, Some(&subject))
             } else {

@@ -64,7 +64,7 @@ pub async fn exchange(
     let counted = address.clone();
     let result = app
         .db
-        .transaction(move |conn| {
+        .grouped_transaction(move |conn| {
             limiter.check_exchange_address(conn, counted.as_ref())?;
             let now = now();
             let matches = match_configs(conn, &identity, now)

@@ -15,6 +15,10 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::config::DatabaseConfig;
 use crate::errors::{AppError, AppResult};
 
+mod group_commit;
+
+use self::group_commit::GroupCommit;
+
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -50,6 +54,8 @@ pub struct Database {
     /// Woken after a transaction that wrote to the mail outbox commits (see
     /// [`note_outbox_write`]), so this process's mail sender starts at once.
     outbox_wake: Arc<tokio::sync::Notify>,
+    /// On SQLite, the writer thread of [`Database::grouped_transaction`].
+    group_commit: Option<GroupCommit>,
 }
 
 thread_local! {
@@ -127,11 +133,22 @@ impl Database {
             .connection_customizer(Box::new(SqliteSetup))
             .build(manager)
             .context("cannot connect to the database")?;
+        let sqlite_writer = Arc::new(Mutex::new(()));
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let group_commit = if is_postgres_url(&connection_url) {
+            None
+        } else {
+            Some(
+                GroupCommit::start(pool.clone(), sqlite_writer.clone(), outbox_wake.clone())
+                    .context("cannot start the database writer thread")?,
+            )
+        };
         Ok(Self {
             pool,
             url: connection_url,
-            sqlite_writer: Arc::new(Mutex::new(())),
-            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            sqlite_writer,
+            outbox_wake,
+            group_commit,
         })
     }
 
@@ -153,7 +170,7 @@ impl Database {
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+        is_postgres_url(&self.url)
     }
 
     /// The pool's use now: connections open, of them idle, and the most it opens.
@@ -242,6 +259,24 @@ impl Database {
             result
         })
         .await
+    }
+
+    /// [`Database::transaction`] for a short closure that touches nothing but the database
+    /// (no files, no network, nothing that assumes its writes are committed before it
+    /// returns). On SQLite it is queued to one writer thread that runs the closures waiting
+    /// at the moment together in one transaction, each in a savepoint of its own, and commits
+    /// them at once (see [`group_commit`]); the caller's outcome is the same as a transaction
+    /// of its own. On PostgreSQL, where transactions run side by side, it is
+    /// [`Database::transaction`].
+    pub async fn grouped_transaction<T, F>(&self, f: F) -> AppResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.group_commit {
+            Some(group) => group.transaction(f).await,
+            None => self.transaction(f).await,
+        }
     }
 
     /// [`Database::transaction`] for a closure with an error type of its own, such as a page's
@@ -334,6 +369,10 @@ impl Drop for OpenTransaction<'_> {
             }
         }
     }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// True when `error` is a unique-constraint violation.
