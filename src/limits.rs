@@ -18,11 +18,13 @@
 //!   leaves nothing. Before the upload is read, once the token is authenticated and
 //!   authorised, the counters are read without counting, so a caller over the limit is refused
 //!   without sending the crate file — and a bogus token still gets its 403.
-//! - An exchange is counted per client address before the ID token is verified (a cheap
-//!   refusal: every attempt counts), and per matched publisher config inside the exchange
-//!   transaction after the match, before the `jti` is claimed: a refused exchange rolls back
-//!   and leaves the ID token unused, so the job can retry it after `Retry-After`. A replay
-//!   still fails, as the `jti` is claimed by the first exchange that passes.
+//! - An exchange is counted per client address (every attempt counts, whether its ID token
+//!   verifies or not) and per matched publisher config after the match, in the exchange
+//!   transaction, before the `jti` is claimed: a refused exchange rolls back and leaves the ID
+//!   token unused, so the job can retry it after `Retry-After`. A replay still fails, as the
+//!   `jti` is claimed by the first exchange that passes, and does not count against the
+//!   publisher (a leaked, used ID token cannot spend a publisher's allowance). An attempt that
+//!   fails is counted against its address after the rollback, in a transaction of its own.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -358,6 +360,7 @@ impl RateLimiter {
         // of this process instead of polling the database lock with SQLite's busy handler
         // (grouped with the exchanges, which it follows).
         db.grouped_transaction(move |conn| {
+            counts_need_no_flush(conn)?;
             if metrics {
                 limiter.check_exchange_address(conn, Some(&subject))
             } else {
@@ -419,6 +422,18 @@ impl RateLimiter {
             retry_after,
         })
     }
+}
+
+/// Lets the current transaction, which only counts, commit without waiting for the disk on
+/// PostgreSQL (`SET LOCAL synchronous_commit = off`), so that the counter rows it locked are
+/// free again at once instead of after the flush. A count lost in a database crash only lets
+/// one more attempt through. Nothing on SQLite, where the commit is the write-ahead log's
+/// append (`synchronous = NORMAL`) and counter rows are not locked apart from the database.
+pub fn counts_need_no_flush(conn: &mut DbConn) -> QueryResult<()> {
+    if let DbConn::Pg(pg) = conn {
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(pg)?;
+    }
+    Ok(())
 }
 
 #[derive(QueryableByName, Debug)]

@@ -209,9 +209,11 @@ pub async fn revoke(app: web::Data<App>, req: HttpRequest) -> AppResult<HttpResp
         ));
     }
     let hash = raw.hash();
+    // A write: grouped with the exchanges, so on SQLite it takes its turn with them rather
+    // than polling the write lock.
     let revoked = app
         .db
-        .run(move |conn| Ok(trustpub_token::revoke(conn, &hash)?))
+        .grouped_transaction(move |conn| Ok(trustpub_token::revoke(conn, &hash)?))
         .await?;
     app.token_cache.clear();
     if revoked {
