@@ -35,7 +35,7 @@ use serde_json::json;
 use wharf::cli::{TokenCreate, UserAdd, add_user, create_token};
 use wharf::config::{Config, RawSettings};
 use wharf::db::Database;
-use wharf::dev::fake_idp::{self, FakeIdp, Provider};
+use wharf::dev::fake_idp::{FakeIdp, Provider};
 
 use crate::support::{Backend, CrateBuilder, Samples, index_path};
 
@@ -856,13 +856,7 @@ impl Cluster {
                 self.front
             ))
             .header("Authorization", &token)
-            .json(&json!({ "github_config": {
-                "crate": "widget",
-                "repository_owner": fake_idp::GITHUB_OWNER,
-                "repository_name": fake_idp::GITHUB_REPO,
-                "workflow_filename": fake_idp::GITHUB_WORKFLOW,
-                "environment": null,
-            }}))
+            .json(&support::widget_github_config())
             .send()
             .await?;
         if response.status() != 200 {

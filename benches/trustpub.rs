@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::json;
 use wharf::config::RawSettings;
-use wharf::dev::fake_idp::{self, FakeIdp, Provider};
+use wharf::dev::fake_idp::{FakeIdp, Provider};
 
 use crate::support::{Backend, CrateBuilder, Server, closed_loop};
 
@@ -143,13 +143,7 @@ async fn add_publisher(server: &Server) -> anyhow::Result<()> {
         .client
         .post(server.url("/api/v1/trusted_publishing/github_configs"))
         .header("Authorization", &owner)
-        .json(&json!({ "github_config": {
-            "crate": "widget",
-            "repository_owner": fake_idp::GITHUB_OWNER,
-            "repository_name": fake_idp::GITHUB_REPO,
-            "workflow_filename": fake_idp::GITHUB_WORKFLOW,
-            "environment": null,
-        }}))
+        .json(&support::widget_github_config())
         .send()
         .await?;
     if response.status() != 200 {

@@ -192,6 +192,19 @@ pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<(String, Strin
 }
 
 /// cargo's index path for a crate name.
+/// The body that adds the fake identity provider's GitHub workflow as the trusted publisher of
+/// crate `widget` (`POST /api/v1/trusted_publishing/github_configs`).
+pub fn widget_github_config() -> serde_json::Value {
+    use wharf::dev::fake_idp;
+    serde_json::json!({ "github_config": {
+        "crate": "widget",
+        "repository_owner": fake_idp::GITHUB_OWNER,
+        "repository_name": fake_idp::GITHUB_REPO,
+        "workflow_filename": fake_idp::GITHUB_WORKFLOW,
+        "environment": null,
+    }})
+}
+
 pub fn index_path(name: &str) -> String {
     let name = name.to_lowercase();
     match name.len() {
