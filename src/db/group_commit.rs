@@ -380,11 +380,11 @@ mod tests {
             // A nested transaction that fails rolls back to its own savepoint.
             Box::pin(db.grouped_transaction(|conn| {
                 insert(conn, 5)?;
-                let inner = crate::db::write_transaction(conn, |conn| {
+                let inner = conn.transaction(|conn| {
                     insert(conn, 6)?;
                     Err::<(), _>(bad_request("inner"))
                 });
-                assert!(inner.is_err());
+                assert_eq!(inner.unwrap_err().detail(), "inner");
                 Ok(())
             })),
             Box::pin(db.grouped_transaction(|conn| insert(conn, 7))),
