@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::auth::cache::TokenCache;
 use crate::config::Config;
 use crate::db::Database;
-use crate::errors::{AppResult, internal, service_unavailable};
+use crate::errors::{AppResult, busy, internal};
 use crate::index_cache::IndexCache;
 use crate::index_cache::downloads::DownloadCache;
 use crate::limits::RateLimiter;
@@ -40,6 +40,9 @@ pub struct App {
     pub token_cache: TokenCache,
 }
 
+/// When a publish refused for want of a slot should try again (`Retry-After`, seconds).
+const PUBLISH_RETRY_AFTER: u64 = 60;
+
 /// The publishes that may buffer and verify a crate file at once, so that a burst of uploads
 /// costs bounded memory and CPU. A publish waits a bounded time for a slot, then gets 503.
 pub struct PublishSlots {
@@ -64,11 +67,14 @@ impl PublishSlots {
             Ok(Err(closed)) => Err(internal(closed)),
             Err(_) => {
                 tracing::warn!(slots = self.slots, "a publish waited too long for a slot");
-                Err(service_unavailable(format!(
-                    "the registry is busy with other publishes (at most {} at once) and none finished within {}; try again in a minute",
-                    self.slots,
-                    humantime::format_duration(self.wait)
-                )))
+                Err(busy(
+                    format!(
+                        "the registry is busy with other publishes (at most {} at once) and none finished within {}; try again in a minute",
+                        self.slots,
+                        humantime::format_duration(self.wait)
+                    ),
+                    PUBLISH_RETRY_AFTER,
+                ))
             }
         }
     }

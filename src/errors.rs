@@ -24,6 +24,9 @@ pub enum AppError {
     Internal(anyhow::Error),
     /// Over a rate limit ([`crate::limits`]): 429 with `Retry-After` in whole seconds.
     TooManyRequests { detail: String, retry_after: u64 },
+    /// Too busy for now (no publish slot, no database connection): 503 with `Retry-After` in
+    /// whole seconds.
+    Busy { detail: String, retry_after: u64 },
 }
 
 pub fn bad_request(detail: impl fmt::Display) -> AppError {
@@ -50,6 +53,14 @@ pub fn service_unavailable(detail: impl fmt::Display) -> AppError {
     client(StatusCode::SERVICE_UNAVAILABLE, detail)
 }
 
+/// 503 for a moment of overload, telling the client when to try again.
+pub fn busy(detail: impl fmt::Display, retry_after: u64) -> AppError {
+    AppError::Busy {
+        detail: detail.to_string(),
+        retry_after,
+    }
+}
+
 /// An unknown route under `/api`, answered in the API's error shape wherever it is caught.
 pub fn no_such_endpoint(method: &actix_web::http::Method, path: &str) -> AppError {
     not_found(format!("no such endpoint: {method} {path}"))
@@ -72,13 +83,16 @@ impl AppError {
             AppError::Client { status, .. } => *status,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The text a user sees.
     pub fn detail(&self) -> &str {
         match self {
-            AppError::Client { detail, .. } | AppError::TooManyRequests { detail, .. } => detail,
+            AppError::Client { detail, .. }
+            | AppError::TooManyRequests { detail, .. }
+            | AppError::Busy { detail, .. } => detail,
             AppError::Internal(_) => "internal server error; the error has been logged",
         }
     }
@@ -93,6 +107,10 @@ impl fmt::Debug for AppError {
                 detail,
                 retry_after,
             } => write!(f, "429 (retry after {retry_after} s): {detail}"),
+            AppError::Busy {
+                detail,
+                retry_after,
+            } => write!(f, "503 (retry after {retry_after} s): {detail}"),
         }
     }
 }
@@ -129,7 +147,9 @@ impl ResponseError for AppError {
             tracing::error!(error = format!("{error:#}"), "request failed");
         }
         let mut response = HttpResponse::build(self.status());
-        if let AppError::TooManyRequests { retry_after, .. } = self {
+        if let AppError::TooManyRequests { retry_after, .. } | AppError::Busy { retry_after, .. } =
+            self
+        {
             response.insert_header((
                 actix_web::http::header::RETRY_AFTER,
                 retry_after.to_string(),
@@ -174,11 +194,15 @@ impl From<OwnersError> for AppError {
     }
 }
 
+/// When to try again after no database connection was free within the pool's wait.
+pub const POOL_RETRY_AFTER: u64 = 5;
+
 impl From<diesel::r2d2::PoolError> for AppError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         tracing::warn!(error = %error, "database pool exhausted");
-        service_unavailable(
-            "the service is overloaded (no database connection available); try again shortly",
+        busy(
+            "the service is overloaded (no database connection available); try again in a few seconds",
+            POOL_RETRY_AFTER,
         )
     }
 }
@@ -285,6 +309,36 @@ pub fn path_config_error(error: actix_web::error::PathError) -> actix_web::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+    fn no_free_database_connection_is_503_with_retry_after() {
+        use diesel::r2d2::{ConnectionManager, Pool};
+        let pool = Pool::builder()
+            .max_size(1)
+            .connection_timeout(std::time::Duration::from_millis(10))
+            .build(ConnectionManager::<diesel::SqliteConnection>::new(
+                ":memory:",
+            ))
+            .unwrap();
+        let _held = pool.get().unwrap();
+        let error = AppError::from(pool.get().map(|_| ()).unwrap_err());
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            POOL_RETRY_AFTER.to_string()
+        );
+        assert_eq!(
+            error.detail(),
+            "the service is overloaded (no database connection available); try again in a few seconds"
+        );
+    }
 
     #[test]
     #[cfg(target_os = "linux")]

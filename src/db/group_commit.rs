@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
 use super::{DbConn, DbPool, OUTBOX_WRITTEN, OpenTransaction};
-use crate::errors::{AppError, AppResult, internal, service_unavailable};
+use crate::errors::{AppError, AppResult, POOL_RETRY_AFTER, busy, internal};
 
 /// The most closures one commit takes; a batch stops earlier once nothing is waiting.
 const MAX_BATCH: usize = 64;
@@ -194,8 +194,9 @@ enum Failure {
 impl Failure {
     fn to_error(&self) -> AppError {
         match self {
-            Failure::Pool => service_unavailable(
-                "the service is overloaded (no database connection available); try again shortly",
+            Failure::Pool => busy(
+                "the service is overloaded (no database connection available); try again in a few seconds",
+                POOL_RETRY_AFTER,
             ),
             Failure::Database(error) => internal(anyhow::anyhow!(
                 "the transaction was not committed: {error}"

@@ -555,6 +555,7 @@ async fn publishes_wait_for_a_free_slot_and_get_503_when_none_frees_in_time() ->
         .await;
     assert_eq!(response.status(), 503);
     assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(response.headers()["retry-after"], "60");
     assert_eq!(
         detail(&response.json().await?),
         "the registry is busy with other publishes (at most 1 at once) and none finished within 1s; try again in a minute"
