@@ -159,13 +159,32 @@ impl ResponseError for AppError {
     }
 }
 
+/// A database whose disk is full is the operator's to fix, like a full storage: 507, the cause
+/// logged. Whatever the request had written rolls back with its transaction.
 impl From<diesel::result::Error> for AppError {
     fn from(error: diesel::result::Error) -> Self {
         match error {
             diesel::result::Error::NotFound => not_found("not found"),
+            other if is_database_full(&other.to_string()) => database_full(&other),
             other => AppError::Internal(other.into()),
         }
     }
+}
+
+/// Whether a database error's text says its disk is full: SQLite's `SQLITE_FULL` ("database
+/// or disk is full"), or PostgreSQL failing to extend or write a file with `ENOSPC` (SQLSTATE
+/// 53100, which diesel does not expose; the server's message carries the system's text).
+pub fn is_database_full(message: &str) -> bool {
+    message.contains("database or disk is full") || message.contains("No space left on device")
+}
+
+/// The 507 of a full database; `cause` is logged.
+pub fn database_full(cause: &dyn fmt::Display) -> AppError {
+    tracing::error!(error = %cause, "the database is full");
+    client(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "the registry's database is full; try again later, and tell the registry's operator",
+    )
 }
 
 impl From<FindCrateError> for AppError {
@@ -309,6 +328,35 @@ pub fn path_config_error(error: actix_web::error::PathError) -> actix_web::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+    fn a_full_database_is_507() {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, RunQueryDsl};
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+        // At most 8 pages: the database is full after a few rows.
+        conn.batch_execute("CREATE TABLE t (b BLOB); PRAGMA max_page_count = 8;")
+            .unwrap();
+        let full = (0..100)
+            .find_map(|_| {
+                diesel::sql_query("INSERT INTO t VALUES (zeroblob(4000))")
+                    .execute(&mut conn)
+                    .err()
+            })
+            .unwrap();
+        let error = AppError::from(full);
+        assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(
+            error.detail(),
+            "the registry's database is full; try again later, and tell the registry's operator"
+        );
+        // Other database errors stay internal.
+        let other = diesel::sql_query("INSERT INTO missing VALUES (1)")
+            .execute(&mut conn)
+            .unwrap_err();
+        assert!(matches!(AppError::from(other), AppError::Internal(_)));
+    }
 
     #[test]
     #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
 use super::{DbConn, DbPool, OUTBOX_WRITTEN, OpenTransaction};
-use crate::errors::{AppError, AppResult, POOL_RETRY_AFTER, busy, internal};
+use crate::errors::{
+    AppError, AppResult, POOL_RETRY_AFTER, busy, database_full, internal, is_database_full,
+};
 
 /// The most closures one commit takes; a batch stops earlier once nothing is waiting.
 const MAX_BATCH: usize = 64;
@@ -198,6 +200,7 @@ impl Failure {
                 "the service is overloaded (no database connection available); try again in a few seconds",
                 POOL_RETRY_AFTER,
             ),
+            Failure::Database(error) if is_database_full(error) => database_full(error),
             Failure::Database(error) => internal(anyhow::anyhow!(
                 "the transaction was not committed: {error}"
             )),
