@@ -71,6 +71,21 @@ pub fn find_crate(conn: &mut DbConn, name: &str) -> Result<Crate, FindCrateError
 pub type SearchPage = (Vec<(Crate, Option<String>)>, i64);
 
 impl Crate {
+    /// Locks the crate's row until the transaction ends (PostgreSQL `FOR NO KEY UPDATE`, which
+    /// leaves foreign-key checks of other transactions alone), so that transactions which
+    /// check the crate's trusted publishers before adding one (the limit, duplicates) take
+    /// turns. SQLite's write transactions take turns anyway.
+    pub fn lock(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+        if let DbConn::Pg(pg) = conn {
+            crates::table
+                .find(id)
+                .select(crates::id)
+                .for_no_key_update()
+                .first::<i64>(pg)?;
+        }
+        Ok(())
+    }
+
     pub fn set_max_version(conn: &mut DbConn, id: i64, max: Option<&str>) -> QueryResult<()> {
         diesel::update(crates::table.find(id))
             .set(crates::max_version.eq(max))

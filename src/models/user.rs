@@ -41,6 +41,21 @@ impl NewUser<'_> {
 }
 
 impl User {
+    /// Locks the user's row until the transaction ends (PostgreSQL `FOR NO KEY UPDATE`, which
+    /// leaves foreign-key checks of other transactions alone), so that
+    /// transactions which check what the user has before adding to it (the pending-publisher
+    /// limit, duplicates) take turns. SQLite's write transactions take turns anyway.
+    pub fn lock(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+        if let DbConn::Pg(pg) = conn {
+            users::table
+                .find(id)
+                .select(users::id)
+                .for_no_key_update()
+                .first::<i64>(pg)?;
+        }
+        Ok(())
+    }
+
     /// Logins are compared ignoring ASCII case, as on GitHub. Only ASCII: under Unicode rules
     /// a login written with a look-alike (`\u{212A}`, the Kelvin sign, lower-cases to `k`)
     /// would name another user. Logins are ASCII, so SQL `lower()` folds exactly ASCII here.

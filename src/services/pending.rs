@@ -158,6 +158,8 @@ pub async fn create<P: Provider>(
                     krate.name
                 )));
             }
+            // Simultaneous adds of one user count and compare one after another.
+            User::lock(conn, user.id)?;
             let mine = pending_config::unexpired_of_user(conn, user.id, now)?;
             if mine.len() >= MAX_PENDING_PER_USER {
                 return Err(bad_request(format!(

@@ -88,6 +88,8 @@ fn crate_for_new_config<P: Provider>(
     name: &str,
 ) -> AppResult<(Crate, Vec<P::Config>)> {
     let krate = owned_crate(conn, user, name)?;
+    // Simultaneous adds count and compare one after another.
+    Crate::lock(conn, krate.id)?;
     let mut count = 0;
     for kind in ProviderKind::ALL {
         count += with_provider!(*kind, Q => Q::for_crate(conn, krate.id)?.len());

@@ -375,3 +375,60 @@ async fn removing_a_publisher_revokes_exactly_the_tokens_minted_through_it() -> 
     );
     Ok(())
 }
+
+/// Adds a GitLab config for `namespace`; the status.
+async fn post_gitlab(app: &TestApp, token: &str, namespace: &str) -> u16 {
+    app.post_json(
+        "/api/v1/trusted_publishing/gitlab_configs",
+        Some(token),
+        &json!({ "gitlab_config": { "crate": "widget", "namespace": namespace, "project": "p", "workflow_filepath": ".gitlab-ci.yml" } }),
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn simultaneous_adds_neither_pass_the_limit_nor_duplicate_a_config() -> anyhow::Result<()> {
+    let (_idp, app, owner) = setup().await;
+
+    // The same config added eight times at once: one is added.
+    let same = (0..8).map(|_| post_gitlab(&app, &owner, "same-group"));
+    let statuses = futures_util::future::join_all(same).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+
+    // Room for one more, eight different ones at once: one is added.
+    for i in 2..wharf::services::publishers::MAX_CONFIGS_PER_CRATE {
+        assert_eq!(post_gitlab(&app, &owner, &format!("group{i}")).await, 200);
+    }
+    let last = (0..8).map(|i| {
+        let namespace = format!("last{i}");
+        let (app, owner) = (&app, &owner);
+        async move { post_gitlab(app, owner, &namespace).await }
+    });
+    let statuses = futures_util::future::join_all(last).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    let (status, body) = app
+        .get_json_with(
+            "/api/v1/trusted_publishing/gitlab_configs?crate=widget",
+            &owner,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["gitlab_configs"].as_array().map(Vec::len),
+        Some(wharf::services::publishers::MAX_CONFIGS_PER_CRATE)
+    );
+    Ok(())
+}

@@ -511,3 +511,44 @@ async fn removing_a_pending_publisher_takes_the_right_away_from_tokens_minted_th
     assert_eq!(status, 404, "nothing was created");
     Ok(())
 }
+
+#[tokio::test]
+async fn simultaneous_adds_neither_pass_the_limit_nor_duplicate_a_pending_publisher()
+-> anyhow::Result<()> {
+    let (_idp, app) = setup().await;
+    let alice = app.token("alice");
+
+    // The same pending publisher added eight times at once: one is added.
+    let same = (0..8).map(|_| add_pending(&app, &alice, "new-0", "release.yml"));
+    let statuses: Vec<u16> = futures_util::future::join_all(same)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // Room for one more, eight different ones at once: one is added.
+    for i in 1..wharf::services::pending::MAX_PENDING_PER_USER - 1 {
+        let (status, body) = add_pending(&app, &alice, &format!("new-{i}"), "release.yml").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let names: Vec<String> = (0..8).map(|i| format!("last-{i}")).collect();
+    let last = names
+        .iter()
+        .map(|name| add_pending(&app, &alice, name, "release.yml"));
+    let statuses: Vec<u16> = futures_util::future::join_all(last)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    Ok(())
+}
