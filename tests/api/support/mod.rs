@@ -315,6 +315,20 @@ pub fn index_path(name: &str) -> String {
     }
 }
 
+/// Of simultaneous requests competing for one thing, exactly one was answered 200 and every
+/// other one refused with 400.
+pub fn assert_one_won(statuses: &[u16]) {
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+}
+
 /// The `detail` of the first error in an API error body.
 pub fn detail(body: &Value) -> &str {
     body["errors"][0]["detail"]

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::support::fake_idp::{self, FakeIdp, Provider};
-use crate::support::{CrateBuilder, TestApp, detail};
+use crate::support::{CrateBuilder, TestApp, assert_one_won, detail};
 
 async fn github_setup() -> (FakeIdp, TestApp, String) {
     let idp = FakeIdp::start(Provider::GitHub);
@@ -132,15 +132,7 @@ async fn concurrent_exchanges_of_one_id_token_mint_exactly_one_token() -> anyhow
     for task in tasks {
         statuses.push(task.await??);
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| *s == 200 || *s == 400),
-        "{statuses:?}"
-    );
+    assert_one_won(&statuses);
     Ok(())
 }
 
