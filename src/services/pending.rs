@@ -18,12 +18,10 @@
 use chrono::NaiveDateTime;
 use serde_json::{Value, json};
 
-use super::publishers::PublisherError;
+use super::publishers::{PublisherError, record_added};
 use crate::app::App;
 use crate::db::DbConn;
 use crate::errors::{AppResult, bad_request, internal, not_found, service_unavailable};
-use crate::mail::{MailEvent, outbox::notify_owners};
-use crate::models::audit::{self, Actor};
 use crate::models::pending_config::{
     self, NewPendingConfig, PendingConfig, PendingGrant, PendingWithState,
 };
@@ -333,7 +331,6 @@ pub fn convert(
     now: NaiveDateTime,
 ) -> AppResult<i64> {
     let creator = User::by_id(conn, grant.pending.created_by)?;
-    let actor = Actor::user(&creator);
     let mine = pending_config::unexpired_of_user(conn, creator.id, now)?;
     let mut used = None;
     for state in mine
@@ -354,23 +351,7 @@ pub fn convert(
                     serde_json::from_str(&grant.claims).map_err(internal)?;
                 P::record_use(conn, id, &claims)?;
             }
-            let mut detail = P::config_json(&config, &krate.name);
-            detail["pending_id"] = json!(api_id(pending.id));
-            audit::record(
-                conn,
-                krate.id,
-                &actor,
-                &format!("trustpub_{}_add", P::KIND),
-                detail,
-                now,
-            )?;
-            let event = MailEvent::PublisherAdded {
-                by: creator.login.clone(),
-                provider: P::LABEL.to_owned(),
-                config: P::describe(&config),
-                pending: true,
-            };
-            notify_owners(conn, krate, &actor, &event, None, now)?;
+            record_added::<P>(conn, krate, &creator, &config, Some(api_id(pending.id)), now)?;
             id
         });
         pending_config::delete(conn, pending.id)?;

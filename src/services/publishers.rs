@@ -6,6 +6,7 @@
 //! ownership, and written to the crate's audit log and mailed to its owners (through the
 //! outbox, [`crate::mail`]) in the same transaction.
 
+use chrono::NaiveDateTime;
 use serde_json::json;
 
 use crate::app::App;
@@ -73,11 +74,38 @@ fn owned_crate(conn: &mut DbConn, user: &User, name: &str) -> AppResult<Crate> {
     Ok(krate)
 }
 
-fn actor(user: &User) -> Actor {
-    Actor {
-        name: user.login.clone(),
-        user_id: Some(user.id),
+/// Records, in the caller's transaction, that `config` of `P` was added to `krate` by `user`:
+/// the audit row `trustpub_{kind}_add` (with `pending_id` when it was the pending publisher of
+/// that API id) and the mail to the crate's owners.
+pub(super) fn record_added<P: Provider>(
+    conn: &mut DbConn,
+    krate: &Crate,
+    user: &User,
+    config: &P::Config,
+    pending_id: Option<i64>,
+    now: NaiveDateTime,
+) -> AppResult<()> {
+    let actor = Actor::user(user);
+    let mut detail = P::config_json(config, &krate.name);
+    if let Some(id) = pending_id {
+        detail["pending_id"] = json!(id);
     }
+    audit::record(
+        conn,
+        krate.id,
+        &actor,
+        &format!("trustpub_{}_add", P::KIND),
+        detail,
+        now,
+    )?;
+    let event = MailEvent::PublisherAdded {
+        by: user.login.clone(),
+        provider: P::LABEL.to_owned(),
+        config: P::describe(config),
+        pending: pending_id.is_some(),
+    };
+    notify_owners(conn, krate, &actor, &event, None, now)?;
+    Ok(())
 }
 
 /// The crate a new config is for, after checking that `user` owns it now and that it has room
@@ -149,21 +177,7 @@ pub async fn create<P: Provider>(
             }
             let now = now();
             let config = P::insert(conn, krate.id, &input, user.id, now)?;
-            audit::record(
-                conn,
-                krate.id,
-                &actor(&user),
-                &format!("trustpub_{}_add", P::KIND),
-                P::config_json(&config, &krate.name),
-                now,
-            )?;
-            let event = MailEvent::PublisherAdded {
-                by: user.login.clone(),
-                provider: P::LABEL.to_owned(),
-                config: P::describe(&config),
-                pending: false,
-            };
-            notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
+            record_added::<P>(conn, &krate, &user, &config, None, now)?;
             Ok((krate, config))
         })
         .await?;
@@ -197,7 +211,7 @@ pub async fn delete<P: Provider>(app: &App, user: User, id: i64) -> AppResult<us
             audit::record(
                 conn,
                 krate.id,
-                &actor(&user),
+                &Actor::user(&user),
                 &format!("trustpub_{}_remove", P::KIND),
                 detail,
                 now,
@@ -208,7 +222,7 @@ pub async fn delete<P: Provider>(app: &App, user: User, id: i64) -> AppResult<us
                 config: P::describe(&config),
                 revoked_tokens: revoked,
             };
-            notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
+            notify_owners(conn, &krate, &Actor::user(&user), &event, None, now)?;
             Ok(revoked)
         })
         .await
@@ -284,7 +298,7 @@ pub async fn revoke_exchanged_token(
             audit::record(
                 conn,
                 krate.id,
-                &actor(&user),
+                &Actor::user(&user),
                 "trustpub_token_revoke",
                 json!({
                     "token_id": token.id,
@@ -301,7 +315,7 @@ pub async fn revoke_exchanged_token(
                 workflow: token.workflow(),
                 run_url: token.run_url().map(str::to_owned),
             };
-            notify_owners(conn, &krate, &actor(&user), &event, None, now)?;
+            notify_owners(conn, &krate, &Actor::user(&user), &event, None, now)?;
             Ok((krate, token))
         })
         .await
@@ -378,7 +392,7 @@ pub async fn set_trustpub_only(
                 audit::record(
                     conn,
                     krate.id,
-                    &actor(&user),
+                    &Actor::user(&user),
                     "trustpub_only",
                     json!({ "trustpub_only": value }),
                     now(),
@@ -387,7 +401,7 @@ pub async fn set_trustpub_only(
                     by: user.login.clone(),
                     enabled: value,
                 };
-                notify_owners(conn, &krate, &actor(&user), &event, None, now())?;
+                notify_owners(conn, &krate, &Actor::user(&user), &event, None, now())?;
             }
             Ok(Crate::by_id(conn, krate.id)?)
         })
