@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
-use super::{DbConn, DbPool, OUTBOX_WRITTEN, OpenTransaction};
+use super::{DbConn, DbPool, OUTBOX_WRITTEN, OpenTransaction, outbox_written_by};
 use crate::errors::{
     AppError, AppResult, POOL_RETRY_AFTER, busy, database_full, internal, is_database_full,
 };
@@ -286,13 +286,10 @@ fn run_batch(
         }
     }
     *ran = batch.len();
-    <DbConn as TransactionManager<DbConn>>::commit_transaction(open.conn)
-        .map_err(|e| Failure::Database(e.to_string()))?;
-    drop(open);
-    if OUTBOX_WRITTEN.with(|written| written.replace(false)) {
-        wake.notify_one();
-    }
-    Ok(())
+    let committed = <DbConn as TransactionManager<DbConn>>::commit_transaction(open.conn)
+        .map_err(|e| Failure::Database(e.to_string()));
+    outbox_written_by(wake, &committed);
+    committed
 }
 
 #[cfg(test)]
